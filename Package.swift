@@ -1,0 +1,41 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "resnext-ddp",
+    products: [
+        .executable(name: "resnext-ddp", targets: ["resnext-ddp"]),
+        .library(name: "ResNeXt", targets: ["ResNeXt"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-numerics", from: "1.0.0"),
+    ],
+    targets: [
+        // OpenBLAS's CBLAS interface, found through pkg-config (Debian: libopenblas-dev).
+        .systemLibrary(
+            name: "CBLAS",
+            pkgConfig: "openblas",
+            providers: [.apt(["libopenblas-dev"])]
+        ),
+        // The engine: layers, model, optimizer, safetensors. No MPI in here.
+        .target(
+            name: "ResNeXt",
+            dependencies: [
+                "CBLAS",
+                .product(name: "RealModule", package: "swift-numerics"),
+            ]
+        ),
+        .executableTarget(
+            name: "resnext-ddp",
+            dependencies: [
+                "ResNeXt",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(
+            name: "ResNeXtTests",
+            dependencies: ["ResNeXt", "resnext-ddp"]
+        ),
+    ]
+)

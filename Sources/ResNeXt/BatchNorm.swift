@@ -1,0 +1,141 @@
+import RealModule
+
+/// Batch normalisation over channel-major activations x (C, N, H, W), PyTorch's BatchNorm2d
+/// (eps 1e-5, momentum 0.1), with BN groups: in training mode the batch is cut into groups of
+/// `group` consecutive images and each group is normalised with its own mean and biased
+/// variance. The group's mean and unbiased variance are summed into the store's `batchStats`
+/// (see `ParameterStore.updateRunningStatistics`). Evaluation mode uses the running statistics.
+public final class BatchNorm {
+    public let channels: Int
+    public let name: String
+    public let eps: Float = 1e-5
+    let weightOffset, biasOffset, meanOffset, varOffset, counterIndex: Int
+    var gamma: UnsafeMutablePointer<Float>!, beta: UnsafeMutablePointer<Float>!
+    var dGamma: UnsafeMutablePointer<Float>!, dBeta: UnsafeMutablePointer<Float>!
+    var runningMean: UnsafeMutablePointer<Float>!, runningVar: UnsafeMutablePointer<Float>!
+    var batchMean: UnsafeMutablePointer<Float>!, batchVar: UnsafeMutablePointer<Float>!
+    /// Saved by the training forward for backward: per (channel, group), index c * groups + g.
+    var mean: FloatBuffer, invStd: FloatBuffer
+
+    public init(_ name: String, _ channels: Int, maxGroups: Int, layout: inout StoreLayout) {
+        self.name = name
+        self.channels = channels
+        weightOffset = layout.add(name + ".weight", [channels], .parameter)
+        biasOffset = layout.add(name + ".bias", [channels], .parameter)
+        meanOffset = layout.add(name + ".running_mean", [channels], .statistic)
+        varOffset = layout.add(name + ".running_var", [channels], .statistic)
+        counterIndex = layout.add(name + ".num_batches_tracked", [], .counter)
+        mean = FloatBuffer(count: channels * maxGroups)
+        invStd = FloatBuffer(count: channels * maxGroups)
+    }
+
+    public func bind(_ store: ParameterStore) {
+        gamma = store.params.base + weightOffset
+        beta = store.params.base + biasOffset
+        dGamma = store.grads.base + weightOffset
+        dBeta = store.grads.base + biasOffset
+        runningMean = store.stats.base + meanOffset
+        runningVar = store.stats.base + varOffset
+        batchMean = store.batchStats.base + meanOffset
+        batchVar = store.batchStats.base + varOffset
+    }
+
+    /// Training mode. x, y: (C, N, HW), y may equal x. n must be a multiple of `group`.
+    /// With `relu`, y = max(0, bn(x)).
+    public func forwardTraining(x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, n: Int, hw: Int,
+                                group: Int, relu: Bool = false) {
+        precondition(n % group == 0, "batch \(n) is not a multiple of the BN group \(group)")
+        let groups = n / group, m = group * hw
+        precondition(groups * channels <= mean.count, "more BN groups than prepared")
+        let saveMean = mean.base, saveInv = invStd.base
+        for c in 0..<channels {
+            var sumMean = 0.0, sumVar = 0.0
+            for g in 0..<groups {
+                let off = (c * n + g * group) * hw
+                let xs = x + off, ys = y + off
+                var s = 0.0
+                for i in 0..<m { s = Relaxed.sum(s, Double(xs[i])) }
+                let mu = s / Double(m)
+                let muF = Float(mu)
+                var ss = 0.0
+                for i in 0..<m {
+                    let d = Double(xs[i] - muF)
+                    ss = Relaxed.multiplyAdd(d, d, ss)
+                }
+                // ss is about the float-rounded mean; correct with the residual (two-pass formula)
+                let r = mu - Double(muF)
+                let varB = max(ss / Double(m) - r * r, 0)
+                sumMean += mu
+                sumVar += m > 1 ? varB * Double(m) / Double(m - 1) : 0
+                let inv = 1 / (varB + Double(eps)).squareRoot()
+                saveMean[c * groups + g] = muF
+                saveInv[c * groups + g] = Float(inv)
+                let scale = Float(Double(gamma[c]) * inv)
+                let shift = Float(Double(beta[c]) - mu * Double(gamma[c]) * inv)
+                if relu {
+                    for i in 0..<m { ys[i] = max(0, xs[i] * scale + shift) }
+                } else {
+                    for i in 0..<m { ys[i] = xs[i] * scale + shift }
+                }
+            }
+            batchMean[c] = Float(sumMean)
+            batchVar[c] = Float(sumVar)
+        }
+    }
+
+    /// Evaluation mode with the running statistics. x, y: (C, N, HW), y may equal x.
+    public func forwardInference(x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, n: Int, hw: Int,
+                                 relu: Bool = false) {
+        let count = n * hw
+        for c in 0..<channels {
+            let inv = 1 / (Double(runningVar[c]) + Double(eps)).squareRoot()
+            let scale = Float(Double(gamma[c]) * inv)
+            let shift = Float(Double(beta[c]) - Double(runningMean[c]) * Double(gamma[c]) * inv)
+            let xs = x + c * count, ys = y + c * count
+            if relu {
+                for i in 0..<count { ys[i] = max(0, xs[i] * scale + shift) }
+            } else {
+                for i in 0..<count { ys[i] = xs[i] * scale + shift }
+            }
+        }
+    }
+
+    /// Backward of the training forward (same n, group). x is the forward input; dy, dx: (C, N, HW),
+    /// dx may equal dy. dGamma, dBeta accumulate; dx is written.
+    /// With `reluOutput` (the forward's y when it ran with relu), dy is first masked by y > 0.
+    public func backward(x: UnsafePointer<Float>, dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>,
+                         n: Int, hw: Int, group: Int, reluOutput: UnsafePointer<Float>? = nil) {
+        let groups = n / group, m = group * hw
+        for c in 0..<channels {
+            var dg = 0.0, db = 0.0
+            for g in 0..<groups {
+                let off = (c * n + g * group) * hw
+                let xs = x + off, dys = dy + off, dxs = dx + off
+                let mu = mean.base[c * groups + g], inv = invStd.base[c * groups + g]
+                if let reluOutput {
+                    let ys = reluOutput + off
+                    for i in 0..<m { dxs[i] = ys[i] > 0 ? dys[i] : 0 }
+                } else if UnsafePointer(dxs) != dys {
+                    dxs.update(from: dys, count: m)
+                }
+                var sdy = 0.0, sdyx = 0.0
+                for i in 0..<m {
+                    let d = Double(dxs[i])
+                    sdy = Relaxed.sum(sdy, d)
+                    sdyx = Relaxed.multiplyAdd(d, Double((xs[i] - mu) * inv), sdyx)
+                }
+                dg += sdyx
+                db += sdy
+                // dx = gamma * inv / m * (m * dy - sum(dy) - xhat * sum(dy * xhat))
+                let a = Float(sdy / Double(m)), b = Float(sdyx / Double(m))
+                let kk = gamma[c] * inv
+                for i in 0..<m {
+                    let xhat = (xs[i] - mu) * inv
+                    dxs[i] = kk * (dxs[i] - a - xhat * b)
+                }
+            }
+            dGamma[c] += Float(dg)
+            dBeta[c] += Float(db)
+        }
+    }
+}

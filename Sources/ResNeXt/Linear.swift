@@ -1,0 +1,77 @@
+import CBLAS
+import RealModule
+
+/// Fully connected layer with bias, PyTorch's nn.Linear: weight (out, in), bias (out).
+/// Input features arrive channel-major, x (in, N) (the pooled activations); logits are (N, out).
+public final class Linear {
+    public let inFeatures, outFeatures: Int
+    public let name: String
+    let weightOffset, biasOffset: Int
+    var weight: UnsafeMutablePointer<Float>!, bias: UnsafeMutablePointer<Float>!
+    var dWeight: UnsafeMutablePointer<Float>!, dBias: UnsafeMutablePointer<Float>!
+
+    public init(_ name: String, _ inFeatures: Int, _ outFeatures: Int, layout: inout StoreLayout) {
+        self.name = name
+        self.inFeatures = inFeatures; self.outFeatures = outFeatures
+        weightOffset = layout.add(name + ".weight", [outFeatures, inFeatures], .parameter)
+        biasOffset = layout.add(name + ".bias", [outFeatures], .parameter)
+    }
+
+    public func bind(_ store: ParameterStore) {
+        weight = store.params.base + weightOffset
+        bias = store.params.base + biasOffset
+        dWeight = store.grads.base + weightOffset
+        dBias = store.grads.base + biasOffset
+    }
+
+    /// y (N, out) = x^T W^T + b, for x (in, N).
+    public func forward(x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, n: Int) {
+        for i in 0..<n { (y + i * outFeatures).update(from: bias, count: outFeatures) }
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasTrans, Int32(n), Int32(outFeatures), Int32(inFeatures),
+                    1, x, Int32(n), weight, Int32(inFeatures), 1, y, Int32(outFeatures))
+    }
+
+    /// dW (out, in) += dy^T x^T, dB += sum_n dy, dx (in, N) = W^T dy^T (written).
+    public func backward(x: UnsafePointer<Float>, dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>?, n: Int) {
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasTrans, Int32(outFeatures), Int32(inFeatures), Int32(n),
+                    1, dy, Int32(outFeatures), x, Int32(n), 1, dWeight, Int32(inFeatures))
+        for i in 0..<n {
+            for k in 0..<outFeatures { dBias[k] += dy[i * outFeatures + k] }
+        }
+        if let dx {
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasTrans, Int32(inFeatures), Int32(n), Int32(outFeatures),
+                        1, weight, Int32(inFeatures), dy, Int32(outFeatures), 0, dx, Int32(n))
+        }
+    }
+}
+
+/// Softmax cross-entropy summed over n rows of logits (N, classes) and divided by `divisor`
+/// (the global batch size, so that shards of one batch add up to PyTorch's mean loss).
+/// Writes dLogits = (softmax - onehot) / divisor. Returns the loss and the number of rows whose
+/// arg-max equals the label.
+public func softmaxCrossEntropy(logits: UnsafePointer<Float>, labels: UnsafePointer<Int32>, n: Int, classes: Int,
+                                divisor: Int, dLogits: UnsafeMutablePointer<Float>?) -> (loss: Double, correct: Int) {
+    var total = 0.0
+    var correct = 0
+    let scale = 1 / Double(divisor)
+    for i in 0..<n {
+        let z = logits + i * classes
+        let label = Int(labels[i])
+        precondition(label >= 0 && label < classes, "label \(label) outside 0..<\(classes)")
+        var zmax = z[0], arg = 0
+        for k in 1..<classes where z[k] > zmax { zmax = z[k]; arg = k }
+        if arg == label { correct += 1 }
+        var sum = 0.0
+        for k in 0..<classes { sum += Double.exp(Double(z[k] - zmax)) }
+        let logSum = Double.log(sum) + Double(zmax)
+        total += logSum - Double(z[label])
+        if let dLogits {
+            let d = dLogits + i * classes
+            for k in 0..<classes {
+                let p = Double.exp(Double(z[k]) - logSum)
+                d[k] = Float((p - (k == label ? 1 : 0)) * scale)
+            }
+        }
+    }
+    return (total * scale, correct)
+}

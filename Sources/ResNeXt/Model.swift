@@ -1,0 +1,149 @@
+/// Architecture settings of a CIFAR ResNeXt (hysts/pytorch_resnext): depth 9n+2, cardinality,
+/// base width; stage widths 4*base, 8*base, 16*base; bottleneck width cardinality * out / 4.
+public struct ResNeXtConfig: Codable, Equatable, Sendable, CustomStringConvertible {
+    public var depth: Int
+    public var cardinality: Int
+    public var baseChannels: Int
+    public var numClasses: Int
+
+    public init(depth: Int = 29, cardinality: Int = 8, baseChannels: Int = 64, numClasses: Int = 10) {
+        self.depth = depth; self.cardinality = cardinality
+        self.baseChannels = baseChannels; self.numClasses = numClasses
+    }
+
+    public var description: String { "ResNeXt-\(depth) \(cardinality)x\(baseChannels)d" }
+
+    public var blocksPerStage: Int { (depth - 2) / 9 }
+
+    /// Block output widths of the stem and the three stages.
+    public var widths: [Int] { [baseChannels, 4 * baseChannels, 8 * baseChannels, 16 * baseChannels] }
+
+    public func validate() throws {
+        guard depth >= 11, (depth - 2) % 9 == 0 else {
+            throw ResNeXtError("--depth \(depth) is not 9n+2 with n >= 1: use 11, 20, 29, 38, ...")
+        }
+        guard cardinality >= 1 else { throw ResNeXtError("--cardinality must be at least 1 (got \(cardinality))") }
+        guard baseChannels >= 1 else { throw ResNeXtError("--base-channels must be at least 1 (got \(baseChannels))") }
+        guard numClasses >= 2 else { throw ResNeXtError("number of classes must be at least 2 (got \(numClasses))") }
+        for out in widths.dropFirst() where (cardinality * out) % 4 != 0 || ((cardinality * out) / 4) % cardinality != 0 {
+            throw ResNeXtError("bottleneck width \(cardinality)*\(out)/4 is not divisible by the cardinality \(cardinality): choose --base-channels and --cardinality so that it is")
+        }
+    }
+}
+
+/// Training-mode BN needs the group size; evaluation mode uses the running statistics.
+public enum ForwardMode: Sendable, Equatable {
+    case training(bnGroup: Int)
+    case inference
+}
+
+/// The bottleneck block: conv1 1x1 -> bn1 -> relu -> conv2 3x3 grouped (stride here) -> bn2 -> relu
+/// -> conv3 1x1 -> bn3, plus the shortcut (identity, or 1x1 conv + BN where the width changes),
+/// then relu. Owns its saved activations, sized for the model's largest batch.
+final class Bottleneck {
+    let conv1, conv2, conv3: Conv2d
+    let bn1, bn2, bn3: BatchNorm
+    let shortcutConv: Conv2d?, shortcutBN: BatchNorm?
+    let inChannels, outChannels, width, h, w, p, q: Int
+    // saved activations, channel-major (C, N, H, W)
+    let h1, a1, h2, a2, h3, y: FloatBuffer
+    let s: FloatBuffer?
+
+    init(_ prefix: String, inChannels: Int, outChannels: Int, stride: Int, cardinality: Int, h: Int, w: Int,
+         maxBatch: Int, maxGroups: Int, layout: inout StoreLayout) {
+        let width = cardinality * outChannels / 4
+        self.inChannels = inChannels; self.outChannels = outChannels; self.width = width
+        conv1 = Conv2d(prefix + ".conv1", inChannels, width, kernel: 1, layout: &layout)
+        bn1 = BatchNorm(prefix + ".bn1", width, maxGroups: maxGroups, layout: &layout)
+        conv2 = Conv2d(prefix + ".conv2", width, width, kernel: 3, stride: stride, padding: 1, groups: cardinality,
+                       layout: &layout)
+        bn2 = BatchNorm(prefix + ".bn2", width, maxGroups: maxGroups, layout: &layout)
+        conv3 = Conv2d(prefix + ".conv3", width, outChannels, kernel: 1, layout: &layout)
+        bn3 = BatchNorm(prefix + ".bn3", outChannels, maxGroups: maxGroups, layout: &layout)
+        if inChannels != outChannels {
+            shortcutConv = Conv2d(prefix + ".shortcut.conv", inChannels, outChannels, kernel: 1, stride: stride,
+                                  layout: &layout)
+            shortcutBN = BatchNorm(prefix + ".shortcut.bn", outChannels, maxGroups: maxGroups, layout: &layout)
+        } else {
+            precondition(stride == 1, "an identity shortcut cannot change the resolution")
+            shortcutConv = nil; shortcutBN = nil
+        }
+        self.h = h; self.w = w
+        (p, q) = conv2.outputSize(h, w)
+        h1 = FloatBuffer(count: width * maxBatch * h * w)
+        a1 = FloatBuffer(count: width * maxBatch * h * w)
+        h2 = FloatBuffer(count: width * maxBatch * p * q)
+        a2 = FloatBuffer(count: width * maxBatch * p * q)
+        h3 = FloatBuffer(count: outChannels * maxBatch * p * q)
+        y = FloatBuffer(count: outChannels * maxBatch * p * q)
+        s = shortcutConv == nil ? nil : FloatBuffer(count: outChannels * maxBatch * p * q)
+    }
+
+    var convolutions: [Conv2d] { [conv1, conv2, conv3] + (shortcutConv.map { [$0] } ?? []) }
+    var norms: [BatchNorm] { [bn1, bn2, bn3] + (shortcutBN.map { [$0] } ?? []) }
+
+    func bind(_ store: ParameterStore) {
+        for c in convolutions { c.bind(store) }
+        for b in norms { b.bind(store) }
+    }
+
+    /// Largest activation (floats per image) this block reads or writes.
+    var largestActivationPerImage: Int { max(inChannels * h * w, width * h * w, outChannels * p * q) }
+
+    func columnCount(n: Int) -> Int {
+        max(conv2.columnCount(n: n, h: h, w: w), shortcutConv?.columnCount(n: n, h: h, w: w) ?? 0)
+    }
+
+    func macsPerImage() -> Int {
+        conv1.macsPerImage(h: h, w: w) + conv2.macsPerImage(h: h, w: w) + conv3.macsPerImage(h: p, w: q)
+            + (shortcutConv?.macsPerImage(h: h, w: w) ?? 0)
+    }
+
+    private func norm(_ bn: BatchNorm, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, n: Int, hw: Int,
+                      mode: ForwardMode, relu: Bool) {
+        switch mode {
+        case .training(let group): bn.forwardTraining(x: x, y: y, n: n, hw: hw, group: group, relu: relu)
+        case .inference: bn.forwardInference(x: x, y: y, n: n, hw: hw, relu: relu)
+        }
+    }
+
+    /// x (inChannels, N, h, w) -> self.y (outChannels, N, p, q). `tmp` holds one activation.
+    func forward(x: UnsafePointer<Float>, n: Int, mode: ForwardMode, col: UnsafeMutablePointer<Float>,
+                 tmp: UnsafeMutablePointer<Float>) {
+        conv1.forward(x: x, y: h1.base, n: n, h: h, w: w, col: col)
+        norm(bn1, h1.base, a1.base, n: n, hw: h * w, mode: mode, relu: true)
+        conv2.forward(x: a1.base, y: h2.base, n: n, h: h, w: w, col: col)
+        norm(bn2, h2.base, a2.base, n: n, hw: p * q, mode: mode, relu: true)
+        conv3.forward(x: a2.base, y: h3.base, n: n, h: p, w: q, col: col)
+        norm(bn3, h3.base, y.base, n: n, hw: p * q, mode: mode, relu: false)
+        let count = outChannels * n * p * q
+        if let shortcutConv, let shortcutBN, let s {
+            shortcutConv.forward(x: x, y: s.base, n: n, h: h, w: w, col: col)
+            norm(shortcutBN, s.base, tmp, n: n, hw: p * q, mode: mode, relu: false)
+            residualAdd(y.base, tmp, count: count)
+        } else {
+            residualAdd(y.base, x, count: count)
+        }
+        reluForward(y.base, count: count)
+    }
+
+    /// dy (outChannels, N, p, q) is consumed (masked in place); dx (inChannels, N, h, w) is written.
+    func backward(x: UnsafePointer<Float>, dy: UnsafeMutablePointer<Float>, dx: UnsafeMutablePointer<Float>,
+                  n: Int, group: Int, col: UnsafeMutablePointer<Float>,
+                  t1: UnsafeMutablePointer<Float>, t2: UnsafeMutablePointer<Float>) {
+        let count = outChannels * n * p * q
+        reluBackward(y: y.base, dy: dy, dx: dy, count: count)
+        if let shortcutConv, let shortcutBN, let s {
+            shortcutBN.backward(x: s.base, dy: dy, dx: t2, n: n, hw: p * q, group: group)
+            shortcutConv.backward(x: x, dy: t2, dx: dx, accumulate: false, n: n, h: h, w: w, col: col)
+        } else {
+            dx.update(from: dy, count: count)
+        }
+        bn3.backward(x: h3.base, dy: dy, dx: t1, n: n, hw: p * q, group: group)
+        conv3.backward(x: a2.base, dy: t1, dx: t2, n: n, h: p, w: q, col: col)
+        bn2.backward(x: h2.base, dy: t2, dx: t2, n: n, hw: p * q, group: group, reluOutput: a2.base)
+        conv2.backward(x: a1.base, dy: t2, dx: t1, n: n, h: h, w: w, col: col)
+        bn1.backward(x: h1.base, dy: t1, dx: t1, n: n, hw: h * w, group: group, reluOutput: a1.base)
+        conv1.backward(x: x, dy: t1, dx: dx, accumulate: true, n: n, h: h, w: w, col: col)
+    }
+}

@@ -1,0 +1,208 @@
+import CBLAS
+
+/// ResNeXt for CIFAR (hysts/pytorch_resnext): 3x3 stem conv + BN + ReLU, three stages of
+/// bottleneck blocks, global average pooling, linear. All state lives in `store` under PyTorch's
+/// `state_dict` names; all activations and workspaces are allocated here, once, for `maxBatch`
+/// images, so a training step allocates nothing.
+public final class ResNeXt {
+    public let config: ResNeXtConfig
+    public let maxBatch: Int
+    public let store: ParameterStore
+    public static let imageSize = 32, inputChannels = 3
+
+    let stem: Conv2d
+    let stemBN: BatchNorm
+    let blocks: [Bottleneck]
+    let fc: Linear
+
+    // activations and workspaces, channel-major
+    let input: FloatBuffer      // (3, N, 32, 32)
+    let h0, a0: FloatBuffer     // stem conv output, stem BN+ReLU output (base, N, 32, 32)
+    let features: FloatBuffer   // pooled (C, N)
+    let dFeatures: FloatBuffer  // (C, N)
+    public let logits: FloatBuffer   // (N, classes), row-major as PyTorch
+    public let dLogits: FloatBuffer  // (N, classes)
+    let col, tmp, gradA, gradB, t1, t2: FloatBuffer
+
+    public init(_ config: ResNeXtConfig, maxBatch: Int) throws {
+        try config.validate()
+        guard maxBatch >= 1 else { throw ResNeXtError("batch size must be at least 1 (got \(maxBatch))") }
+        self.config = config
+        self.maxBatch = maxBatch
+        let widths = config.widths, size = Self.imageSize
+        var layout = StoreLayout()
+        stem = Conv2d("conv", Self.inputChannels, widths[0], kernel: 3, padding: 1, layout: &layout)
+        stemBN = BatchNorm("bn", widths[0], maxGroups: maxBatch, layout: &layout)
+        var blocks: [Bottleneck] = []
+        var cin = widths[0], hw = size
+        for stage in 1...3 {
+            for i in 0..<config.blocksPerStage {
+                let stride = (stage > 1 && i == 0) ? 2 : 1
+                let block = Bottleneck("stage\(stage).block\(i + 1)", inChannels: cin, outChannels: widths[stage],
+                                       stride: stride, cardinality: config.cardinality, h: hw, w: hw,
+                                       maxBatch: maxBatch, maxGroups: maxBatch, layout: &layout)
+                blocks.append(block)
+                cin = widths[stage]; hw = block.p
+            }
+        }
+        self.blocks = blocks
+        fc = Linear("fc", widths[3], config.numClasses, layout: &layout)
+        store = ParameterStore(layout)
+        stem.bind(store); stemBN.bind(store); fc.bind(store)
+        for b in blocks { b.bind(store) }
+
+        let plane = size * size
+        input = FloatBuffer(count: Self.inputChannels * maxBatch * plane)
+        h0 = FloatBuffer(count: widths[0] * maxBatch * plane)
+        a0 = FloatBuffer(count: widths[0] * maxBatch * plane)
+        features = FloatBuffer(count: widths[3] * maxBatch)
+        dFeatures = FloatBuffer(count: widths[3] * maxBatch)
+        logits = FloatBuffer(count: config.numClasses * maxBatch)
+        dLogits = FloatBuffer(count: config.numClasses * maxBatch)
+        let largest = max(widths[0] * plane, blocks.map(\.largestActivationPerImage).max()!) * maxBatch
+        let columns = max(stem.columnCount(n: maxBatch, h: size, w: size), blocks.map { $0.columnCount(n: maxBatch) }.max()!)
+        col = FloatBuffer(count: columns)
+        tmp = FloatBuffer(count: largest)
+        gradA = FloatBuffer(count: largest); gradB = FloatBuffer(count: largest)
+        t1 = FloatBuffer(count: largest); t2 = FloatBuffer(count: largest)
+    }
+
+    /// Forward multiply-accumulates per image (convolutions and the linear layer).
+    public var macsPerImage: Int {
+        stem.macsPerImage(h: Self.imageSize, w: Self.imageSize) + blocks.reduce(0) { $0 + $1.macsPerImage() }
+            + fc.inFeatures * fc.outFeatures
+    }
+
+    /// Bytes held by activations and workspaces (not the flat parameter buffers).
+    public var activationBytes: Int {
+        var floats = [input, h0, a0, features, dFeatures, logits, dLogits, col, tmp, gradA, gradB, t1, t2].reduce(0) { $0 + $1.count }
+        for b in blocks {
+            floats += [b.h1, b.a1, b.h2, b.a2, b.h3, b.y].reduce(0) { $0 + $1.count } + (b.s?.count ?? 0)
+        }
+        return floats * MemoryLayout<Float>.stride
+    }
+
+    // MARK: Initialisation
+
+    /// The reference initialisation from a seed, bit for bit reproducible: conv weights Kaiming
+    /// normal (fan_out, gain sqrt 2); BN weight 1, bias 0, running mean 0; linear weight
+    /// U(-1/sqrt(fan_in), 1/sqrt(fan_in)), bias 0. Like the reference, whose constructor runs one
+    /// zero image through the BN layers in training mode, running_var starts at 0.9 and
+    /// num_batches_tracked at 1. Momentum and gradients are zeroed.
+    public func initialize(seed: UInt64) {
+        var rng = SplitMix64(seed: seed)
+        for e in store.entries {
+            switch e.kind {
+            case .counter:
+                store.counters[e.offset] = 1
+            case .statistic:
+                store.pointer(e).update(repeating: e.name.hasSuffix("running_var") ? 0.9 : 0, count: e.count)
+            case .parameter:
+                let p = store.pointer(e)
+                if e.shape.count == 4 {
+                    let std = (2.0 / Double(e.shape[0] * e.shape[2] * e.shape[3])).squareRoot()
+                    for i in 0..<e.count { p[i] = Float(std * rng.nextNormal()) }
+                } else if e.shape.count == 2 {
+                    let bound = 1 / Double(e.shape[1]).squareRoot()
+                    for i in 0..<e.count { p[i] = Float(bound * (2 * rng.nextUnitDouble() - 1)) }
+                } else {
+                    let one = e.name.hasSuffix(".weight") && !e.name.hasPrefix("fc.")
+                    p.update(repeating: one ? 1 : 0, count: e.count)
+                }
+            }
+        }
+        store.grads.zero()
+        store.momentum.zero()
+    }
+
+    // MARK: Forward and backward
+
+    /// Forward pass of n images given in PyTorch's layout (N, 3, 32, 32). Returns the logits
+    /// (N, classes). In training mode every BN layer also fills its part of `store.batchStats`.
+    @discardableResult
+    public func forward(_ images: UnsafePointer<Float>, n: Int, mode: ForwardMode) -> UnsafeMutablePointer<Float> {
+        precondition(n >= 1 && n <= maxBatch, "batch \(n) outside 1...\(maxBatch)")
+        if case .training(let group) = mode { precondition(group >= 1 && n % group == 0, "batch \(n) not a multiple of BN group \(group)") }
+        let size = Self.imageSize, plane = size * size
+        // (N, 3, HW) -> (3, N, HW)
+        for c in 0..<Self.inputChannels {
+            for i in 0..<n {
+                (input.base + (c * n + i) * plane).update(from: images + (i * Self.inputChannels + c) * plane, count: plane)
+            }
+        }
+        stem.forward(x: input.base, y: h0.base, n: n, h: size, w: size, col: col.base)
+        switch mode {
+        case .training(let group): stemBN.forwardTraining(x: h0.base, y: a0.base, n: n, hw: plane, group: group, relu: true)
+        case .inference: stemBN.forwardInference(x: h0.base, y: a0.base, n: n, hw: plane, relu: true)
+        }
+        var x = UnsafePointer(a0.base)
+        for b in blocks {
+            b.forward(x: x, n: n, mode: mode, col: col.base, tmp: tmp.base)
+            x = UnsafePointer(b.y.base)
+        }
+        let last = blocks.last!
+        globalAveragePoolForward(x: x, y: features.base, c: last.outChannels, n: n, hw: last.p * last.q)
+        fc.forward(x: features.base, y: logits.base, n: n)
+        return logits.base
+    }
+
+    /// Mean softmax cross-entropy of the last forward's logits (sum over the n rows divided by
+    /// `divisor`, default n) and its gradient into `dLogits`. Returns (loss, correct predictions).
+    public func loss(labels: UnsafePointer<Int32>, n: Int, divisor: Int? = nil) -> (loss: Double, correct: Int) {
+        softmaxCrossEntropy(logits: logits.base, labels: labels, n: n, classes: config.numClasses,
+                            divisor: divisor ?? n, dLogits: dLogits.base)
+    }
+
+    /// Backward pass from `dLogits` through the last training forward (same n and group).
+    /// Parameter gradients accumulate into `store.grads`.
+    public func backward(n: Int, bnGroup group: Int) {
+        let last = blocks.last!
+        fc.backward(x: features.base, dy: dLogits.base, dx: dFeatures.base, n: n)
+        var dy = gradA.base, dx = gradB.base
+        globalAveragePoolBackward(dy: dFeatures.base, dx: dy, c: last.outChannels, n: n, hw: last.p * last.q)
+        for (i, b) in blocks.enumerated().reversed() {
+            let x = i == 0 ? UnsafePointer(a0.base) : UnsafePointer(blocks[i - 1].y.base)
+            b.backward(x: x, dy: dy, dx: dx, n: n, group: group, col: col.base, t1: t1.base, t2: t2.base)
+            swap(&dy, &dx)
+        }
+        let size = Self.imageSize
+        stemBN.backward(x: h0.base, dy: dy, dx: dy, n: n, hw: size * size, group: group, reluOutput: a0.base)
+        stem.backward(x: input.base, dy: dy, dx: nil, n: n, h: size, w: size, col: col.base)
+    }
+
+    /// One complete single-process training step on n images with BN groups of `bnGroup`:
+    /// zero gradients, forward, loss, backward, running statistics, SGD. Returns (loss, correct).
+    @discardableResult
+    public func trainStep(images: UnsafePointer<Float>, labels: UnsafePointer<Int32>, n: Int, bnGroup: Int,
+                          optimizer: SGD) -> (loss: Double, correct: Int) {
+        store.grads.zero()
+        forward(images, n: n, mode: .training(bnGroup: bnGroup))
+        let result = loss(labels: labels, n: n)
+        backward(n: n, bnGroup: bnGroup)
+        store.updateRunningStatistics(groups: n / bnGroup)
+        optimizer.step(store)
+        return result
+    }
+
+    /// Checks a batch / BN-group pair before any work, with a message naming the options.
+    public static func validateBatch(_ batch: Int, bnGroup: Int) throws {
+        guard batch >= 1 else { throw ResNeXtError("--batch-size must be at least 1 (got \(batch))") }
+        guard bnGroup >= 1 else { throw ResNeXtError("--bn-group must be at least 1 (got \(bnGroup))") }
+        guard batch % bnGroup == 0 else {
+            throw ResNeXtError("--batch-size \(batch) is not divisible by --bn-group \(bnGroup): choose a BN group that divides the batch")
+        }
+    }
+}
+
+extension ResNeXt {
+    /// DEBUG (temporary): every ReLU output of the last forward, by name.
+    public func debugReluOutputs(n: Int) -> [(String, [Float])] {
+        var out: [(String, [Float])] = [("a0", Array(UnsafeBufferPointer(start: a0.base, count: config.baseChannels * n * 1024)))]
+        for b in blocks {
+            out.append((b.conv1.name + ".a1", Array(UnsafeBufferPointer(start: b.a1.base, count: b.width * n * b.h * b.w))))
+            out.append((b.conv1.name + ".a2", Array(UnsafeBufferPointer(start: b.a2.base, count: b.width * n * b.p * b.q))))
+            out.append((b.conv1.name + ".y", Array(UnsafeBufferPointer(start: b.y.base, count: b.outChannels * n * b.p * b.q))))
+        }
+        return out
+    }
+}

@@ -1,0 +1,40 @@
+/// Stochastic gradient descent with momentum, exactly `torch.optim.SGD` (dampening 0), weight
+/// decay on every tensor, one pass over the flat buffers:
+///   d = g + wd * p;  buf = momentum * buf + d  (buf starts at 0, so the first step gives buf = d,
+///   bit for bit as PyTorch's clone);  d = d + momentum * buf (Nesterov) or d = buf;  p -= lr * d.
+public struct SGD: Sendable, Equatable {
+    public var learningRate: Float
+    public var momentum: Float
+    public var weightDecay: Float
+    public var nesterov: Bool
+
+    public init(learningRate: Float, momentum: Float = 0.9, weightDecay: Float = 5e-4, nesterov: Bool = true) {
+        self.learningRate = learningRate; self.momentum = momentum
+        self.weightDecay = weightDecay; self.nesterov = nesterov
+    }
+
+    public func step(params: UnsafeMutablePointer<Float>, grads: UnsafePointer<Float>,
+                     momentumBuffer: UnsafeMutablePointer<Float>, count: Int) {
+        let lr = learningRate, mu = momentum, wd = weightDecay
+        if nesterov {
+            for i in 0..<count {
+                let d = grads[i] + wd * params[i]
+                let b = mu * momentumBuffer[i] + d
+                momentumBuffer[i] = b
+                params[i] -= lr * (d + mu * b)
+            }
+        } else {
+            for i in 0..<count {
+                let d = grads[i] + wd * params[i]
+                let b = mu * momentumBuffer[i] + d
+                momentumBuffer[i] = b
+                params[i] -= lr * b
+            }
+        }
+    }
+
+    public func step(_ store: ParameterStore) {
+        step(params: store.params.base, grads: store.grads.base, momentumBuffer: store.momentum.base,
+             count: store.parameterCount)
+    }
+}

@@ -1,0 +1,64 @@
+import ArgumentParser
+import CBLAS
+import Foundation
+import ResNeXt
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Time training steps on random data: images/s, ms per step, effective GFLOP/s, peak memory.")
+
+    @OptionGroup var model: ModelOptions
+    @Option(name: .customLong("batch-size"), help: "Images per step.")
+    var batchSize: Int = 128
+    @Option(name: .customLong("bn-group"), help: "Images per BN group.")
+    var bnGroup: Int = 16
+    @Option(help: "OpenBLAS threads.")
+    var threads: Int = 1
+    @Option(help: "Timed steps (after one warm-up step).")
+    var steps: Int = 5
+    @Option(help: "Seed of the random weights and data.")
+    var seed: UInt64 = 1
+    @Flag(help: "Print one JSON object instead of text.")
+    var json = false
+
+    func validate() throws {
+        guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
+        guard steps >= 1 else { throw ValidationError("--steps must be at least 1") }
+        do { try ResNeXt.validateBatch(batchSize, bnGroup: bnGroup) } catch { throw ValidationError("\(error)") }
+    }
+
+    func run() throws {
+        openblas_set_num_threads(Int32(threads))
+        let config = ResNeXtConfig(depth: model.depth, cardinality: model.cardinality, baseChannels: model.baseChannels)
+        let net: ResNeXt
+        do { net = try ResNeXt(config, maxBatch: batchSize) } catch { throw ValidationError("\(error)") }
+        net.initialize(seed: seed)
+        var rng = SplitMix64(seed: seed &+ 1)
+        let images = (0..<(batchSize * 3 * 32 * 32)).map { _ in Float(rng.nextNormal()) }
+        let labels = (0..<batchSize).map { _ in Int32(rng.nextInt(below: 10)) }
+        let sgd = SGD(learningRate: 0.01)
+        var times: [Double] = []
+        images.withUnsafeBufferPointer { img in
+            labels.withUnsafeBufferPointer { lab in
+                for i in 0...steps {
+                    let t0 = DispatchTime.now().uptimeNanoseconds
+                    net.trainStep(images: img.baseAddress!, labels: lab.baseAddress!, n: batchSize, bnGroup: bnGroup,
+                                  optimizer: sgd)
+                    let t = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+                    if i > 0 { times.append(t) }
+                }
+            }
+        }
+        let median = times.sorted()[times.count / 2]
+        let imagesPerSecond = Double(batchSize) / median
+        let gflops = 6 * Double(net.macsPerImage) * imagesPerSecond / 1e9
+        let peak = Double(peakResidentBytes() ?? 0) / 1_048_576.0
+        if json {
+            print("{\"model\":\"\(config)\",\"batch\":\(batchSize),\"bn_group\":\(bnGroup),\"threads\":\(threads),\"steps\":\(steps),\"images_per_s\":\(String(format: "%.2f", imagesPerSecond)),\"ms_per_step\":\(String(format: "%.1f", median * 1000)),\"gflops\":\(String(format: "%.1f", gflops)),\"peak_mib\":\(String(format: "%.0f", peak))}")
+        } else {
+            print("\(config), batch \(batchSize), BN group \(bnGroup), \(threads) thread(s), \(net.store.parameterCount) parameters, \(String(format: "%.3f", Double(net.macsPerImage) / 1e9)) GMAC/image")
+            print(String(format: "median of %d steps: %.1f ms/step, %.2f images/s, %.1f GFLOP/s effective, peak memory %.0f MiB",
+                         steps, median * 1000, imagesPerSecond, gflops, peak))
+        }
+    }
+}

@@ -1,0 +1,22 @@
+import ArgumentParser
+
+@main
+struct ResNeXtDDP: ParsableCommand {
+    static let version = "0.1.0"
+    static let configuration = CommandConfiguration(
+        commandName: "resnext-ddp",
+        abstract: "Data-parallel ResNeXt-29 training on CIFAR-10 (Swift over OpenBLAS and MPI).",
+        version: version,
+        subcommands: [Bench.self]
+    )
+}
+
+/// Model shape options shared by every subcommand.
+struct ModelOptions: ParsableArguments {
+    @Option(help: "Network depth, 9n+2 (29 for ResNeXt-29).")
+    var depth: Int = 29
+    @Option(help: "Cardinality C: groups of the 3x3 convolutions.")
+    var cardinality: Int = 8
+    @Option(name: .customLong("base-channels"), help: "Base width d (64 for 29-8x64d).")
+    var baseChannels: Int = 64
+}

@@ -1,0 +1,88 @@
+import Foundation
+import ResNeXt
+import Testing
+
+/// The PyTorch reference tensors: `$RESNEXT_FIXTURES`, else `../shared/fixtures` beside the checkout.
+/// Tests that read them fail (they do not skip) when the folder is missing.
+enum Fixtures {
+    static var directory: String {
+        if let env = ProcessInfo.processInfo.environment["RESNEXT_FIXTURES"], !env.isEmpty { return env }
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
+        return root.deletingLastPathComponent().appendingPathComponent("shared/fixtures").path
+    }
+
+    static func file(_ name: String) throws -> SafeTensorsFile {
+        try SafeTensorsFile(path: directory + "/" + name)
+    }
+
+    /// Every `model_*.safetensors` in the folder (public fixtures and any added later).
+    static func modelFiles() throws -> [String] {
+        let names = try FileManager.default.contentsOfDirectory(atPath: directory)
+        return names.filter { $0.hasPrefix("model_") && $0.hasSuffix(".safetensors") }.sorted()
+    }
+}
+
+/// Relative L2 error |a - b| / |b|, in Double (the fixtures README's measure).
+func relativeError(_ a: [Float], _ b: [Float]) -> Double {
+    precondition(a.count == b.count, "sizes differ: \(a.count) vs \(b.count)")
+    var num = 0.0, den = 0.0
+    for i in a.indices {
+        let d = Double(a[i]) - Double(b[i])
+        num += d * d
+        den += Double(b[i]) * Double(b[i])
+    }
+    if den == 0 { return num.squareRoot() }
+    return (num / den).squareRoot()
+}
+
+/// (N, C, H*W) -> (C, N, H*W)
+func nchwToCnhw(_ x: [Float], n: Int, c: Int, hw: Int) -> [Float] {
+    var y = [Float](repeating: 0, count: x.count)
+    for i in 0..<n { for j in 0..<c { for k in 0..<hw { y[(j * n + i) * hw + k] = x[(i * c + j) * hw + k] } } }
+    return y
+}
+
+/// (C, N, H*W) -> (N, C, H*W)
+func cnhwToNchw(_ x: [Float], n: Int, c: Int, hw: Int) -> [Float] {
+    var y = [Float](repeating: 0, count: x.count)
+    for i in 0..<n { for j in 0..<c { for k in 0..<hw { y[(i * c + j) * hw + k] = x[(j * n + i) * hw + k] } } }
+    return y
+}
+
+func randomArray(_ count: Int, seed: UInt64, scale: Double = 1, offset: Double = 0) -> [Float] {
+    var rng = SplitMix64(seed: seed)
+    return (0..<count).map { _ in Float(offset + scale * rng.nextNormal()) }
+}
+
+/// Central finite differences of a scalar objective with respect to `count` floats at `x`,
+/// on up to `samples` coordinates spread over the tensor, compared with `analytic`.
+/// Returns the relative L2 error over the checked coordinates (the README's measure) and how
+/// many were checked. Coordinates for which `skip` is true (e.g. next to a ReLU kink) are left out.
+func finiteDifferenceError(x: UnsafeMutablePointer<Float>, count: Int, analytic: [Float], step: Float,
+                           samples: Int = 150, skip: (Int) -> Bool = { _ in false },
+                           objective: () -> Double) -> (error: Double, checked: Int) {
+    var numeric: [Float] = [], expected: [Float] = []
+    let stride = max(1, count / samples)
+    var i = 0
+    while i < count {
+        defer { i += stride }
+        if skip(i) { continue }
+        let saved = x[i]
+        x[i] = saved + step
+        let plus = objective()
+        x[i] = saved - step
+        let minus = objective()
+        x[i] = saved
+        numeric.append(Float((plus - minus) / (2 * Double(step))))
+        expected.append(analytic[i])
+    }
+    return (relativeError(numeric, expected), numeric.count)
+}
+
+/// sum(r * y) in Double: the random-projection objective of the gradient checks.
+func projection(_ y: UnsafePointer<Float>, _ r: [Float]) -> Double {
+    var s = 0.0
+    for i in r.indices { s += Double(r[i]) * Double(y[i]) }
+    return s
+}
