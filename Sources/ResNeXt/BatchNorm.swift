@@ -5,17 +5,17 @@ import RealModule
 /// `group` consecutive images and each group is normalised with its own mean and biased
 /// variance. The group's mean and unbiased variance are summed into the store's `batchStats`
 /// (see `ParameterStore.updateRunningStatistics`). Evaluation mode uses the running statistics.
-public final class BatchNorm {
+public final class BatchNorm<T: EngineScalar> {
     public let channels: Int
     public let name: String
-    public let eps: Float = 1e-5
+    public let eps: Double = 1e-5
     let weightOffset, biasOffset, meanOffset, varOffset, counterIndex: Int
-    var gamma: UnsafeMutablePointer<Float>!, beta: UnsafeMutablePointer<Float>!
-    var dGamma: UnsafeMutablePointer<Float>!, dBeta: UnsafeMutablePointer<Float>!
-    var runningMean: UnsafeMutablePointer<Float>!, runningVar: UnsafeMutablePointer<Float>!
-    var batchMean: UnsafeMutablePointer<Float>!, batchVar: UnsafeMutablePointer<Float>!
+    var gamma: UnsafeMutablePointer<T>!, beta: UnsafeMutablePointer<T>!
+    var dGamma: UnsafeMutablePointer<T>!, dBeta: UnsafeMutablePointer<T>!
+    var runningMean: UnsafeMutablePointer<T>!, runningVar: UnsafeMutablePointer<T>!
+    var batchMean: UnsafeMutablePointer<T>!, batchVar: UnsafeMutablePointer<T>!
     /// Saved by the training forward for backward: per (channel, group), index c * groups + g.
-    var mean: FloatBuffer, invStd: FloatBuffer
+    var mean: Buffer<T>, invStd: Buffer<T>
 
     public init(_ name: String, _ channels: Int, maxGroups: Int, layout: inout StoreLayout) {
         self.name = name
@@ -25,11 +25,11 @@ public final class BatchNorm {
         meanOffset = layout.add(name + ".running_mean", [channels], .statistic)
         varOffset = layout.add(name + ".running_var", [channels], .statistic)
         counterIndex = layout.add(name + ".num_batches_tracked", [], .counter)
-        mean = FloatBuffer(count: channels * maxGroups)
-        invStd = FloatBuffer(count: channels * maxGroups)
+        mean = Buffer<T>(count: channels * maxGroups)
+        invStd = Buffer<T>(count: channels * maxGroups)
     }
 
-    public func bind(_ store: ParameterStore) {
+    public func bind(_ store: ParameterStore<T>) {
         gamma = store.params.base + weightOffset
         beta = store.params.base + biasOffset
         dGamma = store.grads.base + weightOffset
@@ -42,7 +42,7 @@ public final class BatchNorm {
 
     /// Training mode. x, y: (C, N, HW), y may equal x. n must be a multiple of `group`.
     /// With `relu`, y = max(0, bn(x)).
-    public func forwardTraining(x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, n: Int, hw: Int,
+    public func forwardTraining(x: UnsafePointer<T>, y: UnsafeMutablePointer<T>, n: Int, hw: Int,
                                 group: Int, relu: Bool = false) {
         precondition(n % group == 0, "batch \(n) is not a multiple of the BN group \(group)")
         let groups = n / group, m = group * hw
@@ -56,7 +56,7 @@ public final class BatchNorm {
                 var s = 0.0
                 for i in 0..<m { s = Relaxed.sum(s, Double(xs[i])) }
                 let mu = s / Double(m)
-                let muF = Float(mu)
+                let muF = T(mu)
                 var ss = 0.0
                 for i in 0..<m {
                     let d = Double(xs[i] - muF)
@@ -67,30 +67,30 @@ public final class BatchNorm {
                 let varB = max(ss / Double(m) - r * r, 0)
                 sumMean += mu
                 sumVar += m > 1 ? varB * Double(m) / Double(m - 1) : 0
-                let inv = 1 / (varB + Double(eps)).squareRoot()
+                let inv = 1 / (varB + eps).squareRoot()
                 saveMean[c * groups + g] = muF
-                saveInv[c * groups + g] = Float(inv)
-                let scale = Float(Double(gamma[c]) * inv)
-                let shift = Float(Double(beta[c]) - mu * Double(gamma[c]) * inv)
+                saveInv[c * groups + g] = T(inv)
+                let scale = T(Double(gamma[c]) * inv)
+                let shift = T(Double(beta[c]) - mu * Double(gamma[c]) * inv)
                 if relu {
                     for i in 0..<m { ys[i] = max(0, xs[i] * scale + shift) }
                 } else {
                     for i in 0..<m { ys[i] = xs[i] * scale + shift }
                 }
             }
-            batchMean[c] = Float(sumMean)
-            batchVar[c] = Float(sumVar)
+            batchMean[c] = T(sumMean)
+            batchVar[c] = T(sumVar)
         }
     }
 
     /// Evaluation mode with the running statistics. x, y: (C, N, HW), y may equal x.
-    public func forwardInference(x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, n: Int, hw: Int,
+    public func forwardInference(x: UnsafePointer<T>, y: UnsafeMutablePointer<T>, n: Int, hw: Int,
                                  relu: Bool = false) {
         let count = n * hw
         for c in 0..<channels {
-            let inv = 1 / (Double(runningVar[c]) + Double(eps)).squareRoot()
-            let scale = Float(Double(gamma[c]) * inv)
-            let shift = Float(Double(beta[c]) - Double(runningMean[c]) * Double(gamma[c]) * inv)
+            let inv = 1 / (Double(runningVar[c]) + eps).squareRoot()
+            let scale = T(Double(gamma[c]) * inv)
+            let shift = T(Double(beta[c]) - Double(runningMean[c]) * Double(gamma[c]) * inv)
             let xs = x + c * count, ys = y + c * count
             if relu {
                 for i in 0..<count { ys[i] = max(0, xs[i] * scale + shift) }
@@ -103,8 +103,8 @@ public final class BatchNorm {
     /// Backward of the training forward (same n, group). x is the forward input; dy, dx: (C, N, HW),
     /// dx may equal dy. dGamma, dBeta accumulate; dx is written.
     /// With `reluOutput` (the forward's y when it ran with relu), dy is first masked by y > 0.
-    public func backward(x: UnsafePointer<Float>, dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>,
-                         n: Int, hw: Int, group: Int, reluOutput: UnsafePointer<Float>? = nil) {
+    public func backward(x: UnsafePointer<T>, dy: UnsafePointer<T>, dx: UnsafeMutablePointer<T>,
+                         n: Int, hw: Int, group: Int, reluOutput: UnsafePointer<T>? = nil) {
         let groups = n / group, m = group * hw
         for c in 0..<channels {
             var dg = 0.0, db = 0.0
@@ -127,15 +127,15 @@ public final class BatchNorm {
                 dg += sdyx
                 db += sdy
                 // dx = gamma * inv / m * (m * dy - sum(dy) - xhat * sum(dy * xhat))
-                let a = Float(sdy / Double(m)), b = Float(sdyx / Double(m))
+                let a = T(sdy / Double(m)), b = T(sdyx / Double(m))
                 let kk = gamma[c] * inv
                 for i in 0..<m {
                     let xhat = (xs[i] - mu) * inv
                     dxs[i] = kk * (dxs[i] - a - xhat * b)
                 }
             }
-            dGamma[c] += Float(dg)
-            dBeta[c] += Float(db)
+            dGamma[c] += T(dg)
+            dBeta[c] += T(db)
         }
     }
 }

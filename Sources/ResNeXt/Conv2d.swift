@@ -1,4 +1,3 @@
-import CBLAS
 
 // Layout legend (used in every kernel comment): N images, C input channels, K output channels,
 // H x W input plane, P x Q output plane, G groups, Cg = C/G, Kg = K/G, R = S = kernel size.
@@ -10,12 +9,12 @@ import CBLAS
 /// one GEMM per group over the whole batch; a 1x1 stride-1 convolution reads x directly,
 /// anything else goes through `im2col` into the shared column workspace.
 /// Weight layout is PyTorch's: (K, Cg, R, S), so group g's weights are a (Kg, Cg*R*S) matrix.
-public final class Conv2d {
+public final class Conv2d<T: EngineScalar> {
     public let inChannels, outChannels, kernel, stride, padding, groups: Int
     public let name: String
     let weightOffset: Int
-    public private(set) var weight: UnsafeMutablePointer<Float>!
-    public private(set) var dWeight: UnsafeMutablePointer<Float>!
+    public private(set) var weight: UnsafeMutablePointer<T>!
+    public private(set) var dWeight: UnsafeMutablePointer<T>!
 
     public init(_ name: String, _ inChannels: Int, _ outChannels: Int, kernel: Int, stride: Int = 1,
                 padding: Int = 0, groups: Int = 1, layout: inout StoreLayout) {
@@ -26,7 +25,7 @@ public final class Conv2d {
         weightOffset = layout.add(name + ".weight", [outChannels, inChannels / groups, kernel, kernel], .parameter)
     }
 
-    public func bind(_ store: ParameterStore) {
+    public func bind(_ store: ParameterStore<T>) {
         weight = store.params.base + weightOffset
         dWeight = store.grads.base + weightOffset
     }
@@ -54,29 +53,28 @@ public final class Conv2d {
     }
 
     /// y (K, N, P, Q) = conv(x (C, N, H, W)). `col` holds `columnCount` floats.
-    public func forward(x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, n: Int, h: Int, w: Int,
-                        col: UnsafeMutablePointer<Float>) {
+    public func forward(x: UnsafePointer<T>, y: UnsafeMutablePointer<T>, n: Int, h: Int, w: Int,
+                        col: UnsafeMutablePointer<T>) {
         let (p, q) = outputSize(h, w)
         let cg = inChannels / groups, kg = outChannels / groups
         let npq = n * p * q, rows = cg * kernel * kernel
         for g in 0..<groups {
             let xg = x + g * cg * n * h * w
-            let b: UnsafePointer<Float>
+            let b: UnsafePointer<T>
             if isPointwise { b = xg } else {
                 im2col(x: xg, col: col, c: cg, n: n, h: h, w: w)
                 b = UnsafePointer(col)
             }
             // y_g (Kg, NPQ) = W_g (Kg, rows) * B (rows, NPQ)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(kg), Int32(npq), Int32(rows),
-                        1, weight + g * kg * rows, Int32(rows), b, Int32(npq),
-                        0, y + g * kg * npq, Int32(npq))
+            T.gemm(transA: false, transB: false, m: kg, n: npq, k: rows, alpha: 1, a: weight + g * kg * rows, lda: rows,
+                   b: b, ldb: npq, beta: 0, c: y + g * kg * npq, ldc: npq)
         }
     }
 
     /// Given dy (K, N, P, Q): dWeight += dL/dW (accumulates), and if dx is given,
     /// dx (C, N, H, W) = dL/dx (written, or added to when `accumulate`).
-    public func backward(x: UnsafePointer<Float>, dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>?,
-                         accumulate: Bool = false, n: Int, h: Int, w: Int, col: UnsafeMutablePointer<Float>) {
+    public func backward(x: UnsafePointer<T>, dy: UnsafePointer<T>, dx: UnsafeMutablePointer<T>?,
+                         accumulate: Bool = false, n: Int, h: Int, w: Int, col: UnsafeMutablePointer<T>) {
         let (p, q) = outputSize(h, w)
         let cg = inChannels / groups, kg = outChannels / groups
         let npq = n * p * q, rows = cg * kernel * kernel
@@ -85,31 +83,31 @@ public final class Conv2d {
             let xg = x + g * cg * n * h * w
             let dyg = dy + g * kg * npq
             let wg = weight + g * kg * rows
-            let b: UnsafePointer<Float>
+            let b: UnsafePointer<T>
             if isPointwise { b = xg } else {
                 im2col(x: xg, col: col, c: cg, n: n, h: h, w: w)
                 b = UnsafePointer(col)
             }
             // dW_g (Kg, rows) += dy_g (Kg, NPQ) * B^T (NPQ, rows)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(kg), Int32(rows), Int32(npq),
-                        1, dyg, Int32(npq), b, Int32(npq), 1, dWeight + g * kg * rows, Int32(rows))
+            T.gemm(transA: false, transB: true, m: kg, n: rows, k: npq, alpha: 1, a: dyg, lda: npq,
+                   b: b, ldb: npq, beta: 1, c: dWeight + g * kg * rows, ldc: rows)
             guard let dx else { continue }
             let dxg = dx + g * cg * n * h * w
             if isPointwise {
                 // dx_g (Cg, NHW) (+)= W_g^T (Cg, Kg) * dy_g (Kg, NHW)
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(cg), Int32(npq), Int32(kg),
-                            1, wg, Int32(rows), dyg, Int32(npq), accumulate ? 1 : 0, dxg, Int32(npq))
+                T.gemm(transA: true, transB: false, m: cg, n: npq, k: kg, alpha: 1, a: wg, lda: rows,
+                       b: dyg, ldb: npq, beta: accumulate ? 1 : 0, c: dxg, ldc: npq)
             } else {
                 // dcol (rows, NPQ) = W_g^T (rows, Kg) * dy_g (Kg, NPQ), then scattered into dx_g
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(rows), Int32(npq), Int32(kg),
-                            1, wg, Int32(rows), dyg, Int32(npq), 0, col, Int32(npq))
+                T.gemm(transA: true, transB: false, m: rows, n: npq, k: kg, alpha: 1, a: wg, lda: rows,
+                       b: dyg, ldb: npq, beta: 0, c: col, ldc: npq)
                 col2im(col: col, dx: dxg, c: cg, n: n, h: h, w: w)
             }
         }
     }
 
     /// col (Cg*R*S, N*P*Q): row (c, r, s) holds x[c, n, p*stride - pad + r, q*stride - pad + s], 0 outside.
-    func im2col(x: UnsafePointer<Float>, col: UnsafeMutablePointer<Float>, c: Int, n: Int, h: Int, w: Int) {
+    func im2col(x: UnsafePointer<T>, col: UnsafeMutablePointer<T>, c: Int, n: Int, h: Int, w: Int) {
         let (p, q) = outputSize(h, w)
         let k = kernel, st = stride, pad = padding
         var dst = col
@@ -145,7 +143,7 @@ public final class Conv2d {
     }
 
     /// The adjoint of im2col: dx[c, n, ih, iw] += col[(c, r, s), (n, p, q)].
-    func col2im(col: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>, c: Int, n: Int, h: Int, w: Int) {
+    func col2im(col: UnsafePointer<T>, dx: UnsafeMutablePointer<T>, c: Int, n: Int, h: Int, w: Int) {
         let (p, q) = outputSize(h, w)
         let k = kernel, st = stride, pad = padding
         var src = col

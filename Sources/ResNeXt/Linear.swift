@@ -1,14 +1,13 @@
-import CBLAS
 import RealModule
 
 /// Fully connected layer with bias, PyTorch's nn.Linear: weight (out, in), bias (out).
 /// Input features arrive channel-major, x (in, N) (the pooled activations); logits are (N, out).
-public final class Linear {
+public final class Linear<T: EngineScalar> {
     public let inFeatures, outFeatures: Int
     public let name: String
     let weightOffset, biasOffset: Int
-    var weight: UnsafeMutablePointer<Float>!, bias: UnsafeMutablePointer<Float>!
-    var dWeight: UnsafeMutablePointer<Float>!, dBias: UnsafeMutablePointer<Float>!
+    var weight: UnsafeMutablePointer<T>!, bias: UnsafeMutablePointer<T>!
+    var dWeight: UnsafeMutablePointer<T>!, dBias: UnsafeMutablePointer<T>!
 
     public init(_ name: String, _ inFeatures: Int, _ outFeatures: Int, layout: inout StoreLayout) {
         self.name = name
@@ -17,7 +16,7 @@ public final class Linear {
         biasOffset = layout.add(name + ".bias", [outFeatures], .parameter)
     }
 
-    public func bind(_ store: ParameterStore) {
+    public func bind(_ store: ParameterStore<T>) {
         weight = store.params.base + weightOffset
         bias = store.params.base + biasOffset
         dWeight = store.grads.base + weightOffset
@@ -25,22 +24,22 @@ public final class Linear {
     }
 
     /// y (N, out) = x^T W^T + b, for x (in, N).
-    public func forward(x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, n: Int) {
+    public func forward(x: UnsafePointer<T>, y: UnsafeMutablePointer<T>, n: Int) {
         for i in 0..<n { (y + i * outFeatures).update(from: bias, count: outFeatures) }
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasTrans, Int32(n), Int32(outFeatures), Int32(inFeatures),
-                    1, x, Int32(n), weight, Int32(inFeatures), 1, y, Int32(outFeatures))
+        T.gemm(transA: true, transB: true, m: n, n: outFeatures, k: inFeatures, alpha: 1, a: x, lda: n,
+               b: weight, ldb: inFeatures, beta: 1, c: y, ldc: outFeatures)
     }
 
     /// dW (out, in) += dy^T x^T, dB += sum_n dy, dx (in, N) = W^T dy^T (written).
-    public func backward(x: UnsafePointer<Float>, dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>?, n: Int) {
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasTrans, Int32(outFeatures), Int32(inFeatures), Int32(n),
-                    1, dy, Int32(outFeatures), x, Int32(n), 1, dWeight, Int32(inFeatures))
+    public func backward(x: UnsafePointer<T>, dy: UnsafePointer<T>, dx: UnsafeMutablePointer<T>?, n: Int) {
+        T.gemm(transA: true, transB: true, m: outFeatures, n: inFeatures, k: n, alpha: 1, a: dy, lda: outFeatures,
+               b: x, ldb: n, beta: 1, c: dWeight, ldc: inFeatures)
         for i in 0..<n {
             for k in 0..<outFeatures { dBias[k] += dy[i * outFeatures + k] }
         }
         if let dx {
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasTrans, Int32(inFeatures), Int32(n), Int32(outFeatures),
-                        1, weight, Int32(inFeatures), dy, Int32(outFeatures), 0, dx, Int32(n))
+            T.gemm(transA: true, transB: true, m: inFeatures, n: n, k: outFeatures, alpha: 1, a: weight, lda: inFeatures,
+                   b: dy, ldb: outFeatures, beta: 0, c: dx, ldc: n)
         }
     }
 }
@@ -49,8 +48,8 @@ public final class Linear {
 /// (the global batch size, so that shards of one batch add up to PyTorch's mean loss).
 /// Writes dLogits = (softmax - onehot) / divisor. Returns the loss and the number of rows whose
 /// arg-max equals the label.
-public func softmaxCrossEntropy(logits: UnsafePointer<Float>, labels: UnsafePointer<Int32>, n: Int, classes: Int,
-                                divisor: Int, dLogits: UnsafeMutablePointer<Float>?) -> (loss: Double, correct: Int) {
+public func softmaxCrossEntropy<T: EngineScalar>(logits: UnsafePointer<T>, labels: UnsafePointer<Int32>, n: Int, classes: Int,
+                                divisor: Int, dLogits: UnsafeMutablePointer<T>?) -> (loss: Double, correct: Int) {
     var total = 0.0
     var correct = 0
     let scale = 1 / Double(divisor)
@@ -69,7 +68,7 @@ public func softmaxCrossEntropy(logits: UnsafePointer<Float>, labels: UnsafePoin
             let d = dLogits + i * classes
             for k in 0..<classes {
                 let p = Double.exp(Double(z[k]) - logSum)
-                d[k] = Float((p - (k == label ? 1 : 0)) * scale)
+                d[k] = T((p - (k == label ? 1 : 0)) * scale)
             }
         }
     }

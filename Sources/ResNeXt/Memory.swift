@@ -5,31 +5,31 @@ import Glibc
 import Darwin
 #endif
 
-/// Float storage allocated once, 64-byte aligned, zero-filled, freed with its owner.
+/// Storage of `T` allocated once, 64-byte aligned, zero-filled, freed with its owner.
 /// Hot loops take `base` into a local pointer; nothing here is resized after creation.
-public final class FloatBuffer {
+public final class Buffer<T: EngineScalar> {
     public let count: Int
-    public let base: UnsafeMutablePointer<Float>
+    public let base: UnsafeMutablePointer<T>
 
     public init(count: Int) {
         self.count = count
         var raw: UnsafeMutableRawPointer? = nil
-        let bytes = max(count, 1) * MemoryLayout<Float>.stride
+        let bytes = max(count, 1) * MemoryLayout<T>.stride
         let status = posix_memalign(&raw, 64, bytes)
         guard status == 0, let raw else { fatalError("out of memory allocating \(bytes) bytes") }
         memset(raw, 0, bytes)
-        base = raw.bindMemory(to: Float.self, capacity: max(count, 1))
+        base = raw.bindMemory(to: T.self, capacity: max(count, 1))
     }
 
     deinit { free(base) }
 
-    public func zero() { memset(base, 0, count * MemoryLayout<Float>.stride) }
+    public func zero() { memset(base, 0, count * MemoryLayout<T>.stride) }
 
-    public var buffer: UnsafeMutableBufferPointer<Float> { UnsafeMutableBufferPointer(start: base, count: count) }
+    public var buffer: UnsafeMutableBufferPointer<T> { UnsafeMutableBufferPointer(start: base, count: count) }
 
-    public func toArray() -> [Float] { Array(buffer) }
+    public func toArray() -> [T] { Array(buffer) }
 
-    public func copy(from array: [Float]) {
+    public func copy(from array: [T]) {
         precondition(array.count <= count, "copy of \(array.count) floats into a buffer of \(count)")
         array.withUnsafeBufferPointer { src in
             base.update(from: src.baseAddress!, count: array.count)

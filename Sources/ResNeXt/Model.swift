@@ -31,6 +31,17 @@ public struct ResNeXtConfig: Codable, Equatable, Sendable, CustomStringConvertib
     }
 }
 
+extension ResNeXtConfig {
+    /// Checks a batch / BN-group pair before any work, with a message naming the options.
+    public static func validateBatch(_ batch: Int, bnGroup: Int) throws {
+        guard batch >= 1 else { throw ResNeXtError("--batch-size must be at least 1 (got \(batch))") }
+        guard bnGroup >= 1 else { throw ResNeXtError("--bn-group must be at least 1 (got \(bnGroup))") }
+        guard batch % bnGroup == 0 else {
+            throw ResNeXtError("--batch-size \(batch) is not divisible by --bn-group \(bnGroup): choose a BN group that divides the batch")
+        }
+    }
+}
+
 /// Training-mode BN needs the group size; evaluation mode uses the running statistics.
 public enum ForwardMode: Sendable, Equatable {
     case training(bnGroup: Int)
@@ -40,14 +51,14 @@ public enum ForwardMode: Sendable, Equatable {
 /// The bottleneck block: conv1 1x1 -> bn1 -> relu -> conv2 3x3 grouped (stride here) -> bn2 -> relu
 /// -> conv3 1x1 -> bn3, plus the shortcut (identity, or 1x1 conv + BN where the width changes),
 /// then relu. Owns its saved activations, sized for the model's largest batch.
-final class Bottleneck {
-    let conv1, conv2, conv3: Conv2d
-    let bn1, bn2, bn3: BatchNorm
-    let shortcutConv: Conv2d?, shortcutBN: BatchNorm?
+final class Bottleneck<T: EngineScalar> {
+    let conv1, conv2, conv3: Conv2d<T>
+    let bn1, bn2, bn3: BatchNorm<T>
+    let shortcutConv: Conv2d<T>?, shortcutBN: BatchNorm<T>?
     let inChannels, outChannels, width, h, w, p, q: Int
     // saved activations, channel-major (C, N, H, W)
-    let h1, a1, h2, a2, h3, y: FloatBuffer
-    let s: FloatBuffer?
+    let h1, a1, h2, a2, h3, y: Buffer<T>
+    let s: Buffer<T>?
 
     init(_ prefix: String, inChannels: Int, outChannels: Int, stride: Int, cardinality: Int, h: Int, w: Int,
          maxBatch: Int, maxGroups: Int, layout: inout StoreLayout) {
@@ -70,19 +81,19 @@ final class Bottleneck {
         }
         self.h = h; self.w = w
         (p, q) = conv2.outputSize(h, w)
-        h1 = FloatBuffer(count: width * maxBatch * h * w)
-        a1 = FloatBuffer(count: width * maxBatch * h * w)
-        h2 = FloatBuffer(count: width * maxBatch * p * q)
-        a2 = FloatBuffer(count: width * maxBatch * p * q)
-        h3 = FloatBuffer(count: outChannels * maxBatch * p * q)
-        y = FloatBuffer(count: outChannels * maxBatch * p * q)
-        s = shortcutConv == nil ? nil : FloatBuffer(count: outChannels * maxBatch * p * q)
+        h1 = Buffer<T>(count: width * maxBatch * h * w)
+        a1 = Buffer<T>(count: width * maxBatch * h * w)
+        h2 = Buffer<T>(count: width * maxBatch * p * q)
+        a2 = Buffer<T>(count: width * maxBatch * p * q)
+        h3 = Buffer<T>(count: outChannels * maxBatch * p * q)
+        y = Buffer<T>(count: outChannels * maxBatch * p * q)
+        s = shortcutConv == nil ? nil : Buffer<T>(count: outChannels * maxBatch * p * q)
     }
 
-    var convolutions: [Conv2d] { [conv1, conv2, conv3] + (shortcutConv.map { [$0] } ?? []) }
-    var norms: [BatchNorm] { [bn1, bn2, bn3] + (shortcutBN.map { [$0] } ?? []) }
+    var convolutions: [Conv2d<T>] { [conv1, conv2, conv3] + (shortcutConv.map { [$0] } ?? []) }
+    var norms: [BatchNorm<T>] { [bn1, bn2, bn3] + (shortcutBN.map { [$0] } ?? []) }
 
-    func bind(_ store: ParameterStore) {
+    func bind(_ store: ParameterStore<T>) {
         for c in convolutions { c.bind(store) }
         for b in norms { b.bind(store) }
     }
@@ -99,7 +110,7 @@ final class Bottleneck {
             + (shortcutConv?.macsPerImage(h: h, w: w) ?? 0)
     }
 
-    private func norm(_ bn: BatchNorm, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, n: Int, hw: Int,
+    private func norm(_ bn: BatchNorm<T>, _ x: UnsafePointer<T>, _ y: UnsafeMutablePointer<T>, n: Int, hw: Int,
                       mode: ForwardMode, relu: Bool) {
         switch mode {
         case .training(let group): bn.forwardTraining(x: x, y: y, n: n, hw: hw, group: group, relu: relu)
@@ -108,8 +119,8 @@ final class Bottleneck {
     }
 
     /// x (inChannels, N, h, w) -> self.y (outChannels, N, p, q). `tmp` holds one activation.
-    func forward(x: UnsafePointer<Float>, n: Int, mode: ForwardMode, col: UnsafeMutablePointer<Float>,
-                 tmp: UnsafeMutablePointer<Float>) {
+    func forward(x: UnsafePointer<T>, n: Int, mode: ForwardMode, col: UnsafeMutablePointer<T>,
+                 tmp: UnsafeMutablePointer<T>) {
         conv1.forward(x: x, y: h1.base, n: n, h: h, w: w, col: col)
         norm(bn1, h1.base, a1.base, n: n, hw: h * w, mode: mode, relu: true)
         conv2.forward(x: a1.base, y: h2.base, n: n, h: h, w: w, col: col)
@@ -128,9 +139,9 @@ final class Bottleneck {
     }
 
     /// dy (outChannels, N, p, q) is consumed (masked in place); dx (inChannels, N, h, w) is written.
-    func backward(x: UnsafePointer<Float>, dy: UnsafeMutablePointer<Float>, dx: UnsafeMutablePointer<Float>,
-                  n: Int, group: Int, col: UnsafeMutablePointer<Float>,
-                  t1: UnsafeMutablePointer<Float>, t2: UnsafeMutablePointer<Float>) {
+    func backward(x: UnsafePointer<T>, dy: UnsafeMutablePointer<T>, dx: UnsafeMutablePointer<T>,
+                  n: Int, group: Int, col: UnsafeMutablePointer<T>,
+                  t1: UnsafeMutablePointer<T>, t2: UnsafeMutablePointer<T>) {
         let count = outChannels * n * p * q
         reluBackward(y: y.base, dy: dy, dx: dy, count: count)
         if let shortcutConv, let shortcutBN, let s {

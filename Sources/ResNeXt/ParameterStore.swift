@@ -44,28 +44,28 @@ public struct StoreLayout {
 /// momentum, BN running statistics, this step's BN batch statistics, and the BN counters.
 /// Layers hold pointers into these buffers; zeroing gradients, the optimizer step, an allreduce,
 /// a broadcast or a checkpoint is one pass (or one call) over one buffer.
-public final class ParameterStore {
+public final class ParameterStore<T: EngineScalar> {
     public let entries: [TensorEntry]
-    public let params: FloatBuffer
-    public let grads: FloatBuffer
-    public let momentum: FloatBuffer
+    public let params: Buffer<T>
+    public let grads: Buffer<T>
+    public let momentum: Buffer<T>
     /// BN running statistics (`running_mean`, `running_var`), same layout as the entries.
-    public let stats: FloatBuffer
+    public let stats: Buffer<T>
     /// This step's BN statistics, summed over the BN groups computed here, in the layout of
     /// `stats`: group means where `running_mean` lives, unbiased group variances where
     /// `running_var` lives. Summed across processes before `updateRunningStatistics`.
-    public let batchStats: FloatBuffer
+    public let batchStats: Buffer<T>
     /// `num_batches_tracked` of every BN layer.
     public var counters: [Int64]
     private let index: [String: Int]
 
     public init(_ layout: StoreLayout) {
         entries = layout.entries
-        params = FloatBuffer(count: layout.parameterCount)
-        grads = FloatBuffer(count: layout.parameterCount)
-        momentum = FloatBuffer(count: layout.parameterCount)
-        stats = FloatBuffer(count: layout.statisticCount)
-        batchStats = FloatBuffer(count: layout.statisticCount)
+        params = Buffer<T>(count: layout.parameterCount)
+        grads = Buffer<T>(count: layout.parameterCount)
+        momentum = Buffer<T>(count: layout.parameterCount)
+        stats = Buffer<T>(count: layout.statisticCount)
+        batchStats = Buffer<T>(count: layout.statisticCount)
         counters = [Int64](repeating: 0, count: layout.counterCount)
         var index: [String: Int] = [:]
         for (i, e) in layout.entries.enumerated() { index[e.name] = i }
@@ -77,7 +77,7 @@ public final class ParameterStore {
     public func entry(_ name: String) -> TensorEntry? { index[name].map { entries[$0] } }
 
     /// Pointer to the storage of a float entry (parameter or statistic).
-    public func pointer(_ e: TensorEntry) -> UnsafeMutablePointer<Float> {
+    public func pointer(_ e: TensorEntry) -> UnsafeMutablePointer<T> {
         switch e.kind {
         case .parameter: return params.base + e.offset
         case .statistic: return stats.base + e.offset
@@ -86,23 +86,23 @@ public final class ParameterStore {
     }
 
     /// The values of one entry, as floats (counters converted).
-    public func values(_ name: String) -> [Float]? {
+    public func values(_ name: String) -> [T]? {
         guard let e = entry(name) else { return nil }
-        if e.kind == .counter { return [Float(counters[e.offset])] }
+        if e.kind == .counter { return [T(counters[e.offset])] }
         return Array(UnsafeBufferPointer(start: pointer(e), count: e.count))
     }
 
     /// Gradient of a parameter entry.
-    public func gradient(_ name: String) -> [Float]? {
+    public func gradient(_ name: String) -> [T]? {
         guard let e = entry(name), e.kind == .parameter else { return nil }
         return Array(UnsafeBufferPointer(start: grads.base + e.offset, count: e.count))
     }
 
     /// Moves the running statistics by this step's batch statistics: r = (1-m) r + m * s / groups,
     /// where `batchStats` holds the sum over `groups` BN groups; every counter grows by one.
-    public func updateRunningStatistics(groups: Int, momentum m: Float = 0.1) {
+    public func updateRunningStatistics(groups: Int, momentum m: T = 0.1) {
         let r = stats.base, s = batchStats.base
-        let inv = 1 / Float(groups), keep = 1 - m
+        let inv = 1 / T(groups), keep = 1 - m
         for i in 0..<stats.count { r[i] = keep * r[i] + m * (s[i] * inv) }
         for i in counters.indices { counters[i] += 1 }
     }

@@ -1,28 +1,28 @@
-import CBLAS
 
 /// ResNeXt for CIFAR (hysts/pytorch_resnext): 3x3 stem conv + BN + ReLU, three stages of
 /// bottleneck blocks, global average pooling, linear. All state lives in `store` under PyTorch's
 /// `state_dict` names; all activations and workspaces are allocated here, once, for `maxBatch`
 /// images, so a training step allocates nothing.
-public final class ResNeXt {
+public final class ResNeXt<T: EngineScalar> {
     public let config: ResNeXtConfig
     public let maxBatch: Int
-    public let store: ParameterStore
-    public static let imageSize = 32, inputChannels = 3
+    public let store: ParameterStore<T>
+    public static var imageSize: Int { 32 }
+    public static var inputChannels: Int { 3 }
 
-    let stem: Conv2d
-    let stemBN: BatchNorm
-    let blocks: [Bottleneck]
-    let fc: Linear
+    let stem: Conv2d<T>
+    let stemBN: BatchNorm<T>
+    let blocks: [Bottleneck<T>]
+    let fc: Linear<T>
 
     // activations and workspaces, channel-major
-    let input: FloatBuffer      // (3, N, 32, 32)
-    let h0, a0: FloatBuffer     // stem conv output, stem BN+ReLU output (base, N, 32, 32)
-    let features: FloatBuffer   // pooled (C, N)
-    let dFeatures: FloatBuffer  // (C, N)
-    public let logits: FloatBuffer   // (N, classes), row-major as PyTorch
-    public let dLogits: FloatBuffer  // (N, classes)
-    let col, tmp, gradA, gradB, t1, t2: FloatBuffer
+    let input: Buffer<T>      // (3, N, 32, 32)
+    let h0, a0: Buffer<T>     // stem conv output, stem BN+ReLU output (base, N, 32, 32)
+    let features: Buffer<T>   // pooled (C, N)
+    let dFeatures: Buffer<T>  // (C, N)
+    public let logits: Buffer<T>   // (N, classes), row-major as PyTorch
+    public let dLogits: Buffer<T>  // (N, classes)
+    let col, tmp, gradA, gradB, t1, t2: Buffer<T>
 
     public init(_ config: ResNeXtConfig, maxBatch: Int) throws {
         try config.validate()
@@ -33,12 +33,12 @@ public final class ResNeXt {
         var layout = StoreLayout()
         stem = Conv2d("conv", Self.inputChannels, widths[0], kernel: 3, padding: 1, layout: &layout)
         stemBN = BatchNorm("bn", widths[0], maxGroups: maxBatch, layout: &layout)
-        var blocks: [Bottleneck] = []
+        var blocks: [Bottleneck<T>] = []
         var cin = widths[0], hw = size
         for stage in 1...3 {
             for i in 0..<config.blocksPerStage {
                 let stride = (stage > 1 && i == 0) ? 2 : 1
-                let block = Bottleneck("stage\(stage).block\(i + 1)", inChannels: cin, outChannels: widths[stage],
+                let block = Bottleneck<T>("stage\(stage).block\(i + 1)", inChannels: cin, outChannels: widths[stage],
                                        stride: stride, cardinality: config.cardinality, h: hw, w: hw,
                                        maxBatch: maxBatch, maxGroups: maxBatch, layout: &layout)
                 blocks.append(block)
@@ -52,19 +52,19 @@ public final class ResNeXt {
         for b in blocks { b.bind(store) }
 
         let plane = size * size
-        input = FloatBuffer(count: Self.inputChannels * maxBatch * plane)
-        h0 = FloatBuffer(count: widths[0] * maxBatch * plane)
-        a0 = FloatBuffer(count: widths[0] * maxBatch * plane)
-        features = FloatBuffer(count: widths[3] * maxBatch)
-        dFeatures = FloatBuffer(count: widths[3] * maxBatch)
-        logits = FloatBuffer(count: config.numClasses * maxBatch)
-        dLogits = FloatBuffer(count: config.numClasses * maxBatch)
+        input = Buffer<T>(count: Self.inputChannels * maxBatch * plane)
+        h0 = Buffer<T>(count: widths[0] * maxBatch * plane)
+        a0 = Buffer<T>(count: widths[0] * maxBatch * plane)
+        features = Buffer<T>(count: widths[3] * maxBatch)
+        dFeatures = Buffer<T>(count: widths[3] * maxBatch)
+        logits = Buffer<T>(count: config.numClasses * maxBatch)
+        dLogits = Buffer<T>(count: config.numClasses * maxBatch)
         let largest = max(widths[0] * plane, blocks.map(\.largestActivationPerImage).max()!) * maxBatch
         let columns = max(stem.columnCount(n: maxBatch, h: size, w: size), blocks.map { $0.columnCount(n: maxBatch) }.max()!)
-        col = FloatBuffer(count: columns)
-        tmp = FloatBuffer(count: largest)
-        gradA = FloatBuffer(count: largest); gradB = FloatBuffer(count: largest)
-        t1 = FloatBuffer(count: largest); t2 = FloatBuffer(count: largest)
+        col = Buffer<T>(count: columns)
+        tmp = Buffer<T>(count: largest)
+        gradA = Buffer<T>(count: largest); gradB = Buffer<T>(count: largest)
+        t1 = Buffer<T>(count: largest); t2 = Buffer<T>(count: largest)
     }
 
     /// Forward multiply-accumulates per image (convolutions and the linear layer).
@@ -75,11 +75,11 @@ public final class ResNeXt {
 
     /// Bytes held by activations and workspaces (not the flat parameter buffers).
     public var activationBytes: Int {
-        var floats = [input, h0, a0, features, dFeatures, logits, dLogits, col, tmp, gradA, gradB, t1, t2].reduce(0) { $0 + $1.count }
+        var elements = [input, h0, a0, features, dFeatures, logits, dLogits, col, tmp, gradA, gradB, t1, t2].reduce(0) { $0 + $1.count }
         for b in blocks {
-            floats += [b.h1, b.a1, b.h2, b.a2, b.h3, b.y].reduce(0) { $0 + $1.count } + (b.s?.count ?? 0)
+            elements += [b.h1, b.a1, b.h2, b.a2, b.h3, b.y].reduce(0) { $0 + $1.count } + (b.s?.count ?? 0)
         }
-        return floats * MemoryLayout<Float>.stride
+        return elements * MemoryLayout<T>.stride
     }
 
     // MARK: Initialisation
@@ -101,10 +101,10 @@ public final class ResNeXt {
                 let p = store.pointer(e)
                 if e.shape.count == 4 {
                     let std = (2.0 / Double(e.shape[0] * e.shape[2] * e.shape[3])).squareRoot()
-                    for i in 0..<e.count { p[i] = Float(std * rng.nextNormal()) }
+                    for i in 0..<e.count { p[i] = T(std * rng.nextNormal()) }
                 } else if e.shape.count == 2 {
                     let bound = 1 / Double(e.shape[1]).squareRoot()
-                    for i in 0..<e.count { p[i] = Float(bound * (2 * rng.nextUnitDouble() - 1)) }
+                    for i in 0..<e.count { p[i] = T(bound * (2 * rng.nextUnitDouble() - 1)) }
                 } else {
                     let one = e.name.hasSuffix(".weight") && !e.name.hasPrefix("fc.")
                     p.update(repeating: one ? 1 : 0, count: e.count)
@@ -120,7 +120,7 @@ public final class ResNeXt {
     /// Forward pass of n images given in PyTorch's layout (N, 3, 32, 32). Returns the logits
     /// (N, classes). In training mode every BN layer also fills its part of `store.batchStats`.
     @discardableResult
-    public func forward(_ images: UnsafePointer<Float>, n: Int, mode: ForwardMode) -> UnsafeMutablePointer<Float> {
+    public func forward(_ images: UnsafePointer<T>, n: Int, mode: ForwardMode) -> UnsafeMutablePointer<T> {
         precondition(n >= 1 && n <= maxBatch, "batch \(n) outside 1...\(maxBatch)")
         if case .training(let group) = mode { precondition(group >= 1 && n % group == 0, "batch \(n) not a multiple of BN group \(group)") }
         let size = Self.imageSize, plane = size * size
@@ -173,7 +173,7 @@ public final class ResNeXt {
     /// One complete single-process training step on n images with BN groups of `bnGroup`:
     /// zero gradients, forward, loss, backward, running statistics, SGD. Returns (loss, correct).
     @discardableResult
-    public func trainStep(images: UnsafePointer<Float>, labels: UnsafePointer<Int32>, n: Int, bnGroup: Int,
+    public func trainStep(images: UnsafePointer<T>, labels: UnsafePointer<Int32>, n: Int, bnGroup: Int,
                           optimizer: SGD) -> (loss: Double, correct: Int) {
         store.grads.zero()
         forward(images, n: n, mode: .training(bnGroup: bnGroup))
@@ -182,27 +182,5 @@ public final class ResNeXt {
         store.updateRunningStatistics(groups: n / bnGroup)
         optimizer.step(store)
         return result
-    }
-
-    /// Checks a batch / BN-group pair before any work, with a message naming the options.
-    public static func validateBatch(_ batch: Int, bnGroup: Int) throws {
-        guard batch >= 1 else { throw ResNeXtError("--batch-size must be at least 1 (got \(batch))") }
-        guard bnGroup >= 1 else { throw ResNeXtError("--bn-group must be at least 1 (got \(bnGroup))") }
-        guard batch % bnGroup == 0 else {
-            throw ResNeXtError("--batch-size \(batch) is not divisible by --bn-group \(bnGroup): choose a BN group that divides the batch")
-        }
-    }
-}
-
-extension ResNeXt {
-    /// DEBUG (temporary): every ReLU output of the last forward, by name.
-    public func debugReluOutputs(n: Int) -> [(String, [Float])] {
-        var out: [(String, [Float])] = [("a0", Array(UnsafeBufferPointer(start: a0.base, count: config.baseChannels * n * 1024)))]
-        for b in blocks {
-            out.append((b.conv1.name + ".a1", Array(UnsafeBufferPointer(start: b.a1.base, count: b.width * n * b.h * b.w))))
-            out.append((b.conv1.name + ".a2", Array(UnsafeBufferPointer(start: b.a2.base, count: b.width * n * b.p * b.q))))
-            out.append((b.conv1.name + ".y", Array(UnsafeBufferPointer(start: b.y.base, count: b.outChannels * n * b.p * b.q))))
-        }
-        return out
     }
 }

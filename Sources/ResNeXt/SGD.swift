@@ -3,19 +3,20 @@
 ///   d = g + wd * p;  buf = momentum * buf + d  (buf starts at 0, so the first step gives buf = d,
 ///   bit for bit as PyTorch's clone);  d = d + momentum * buf (Nesterov) or d = buf;  p -= lr * d.
 public struct SGD: Sendable, Equatable {
-    public var learningRate: Float
-    public var momentum: Float
-    public var weightDecay: Float
+    public var learningRate: Double
+    public var momentum: Double
+    public var weightDecay: Double
     public var nesterov: Bool
 
-    public init(learningRate: Float, momentum: Float = 0.9, weightDecay: Float = 5e-4, nesterov: Bool = true) {
+    public init(learningRate: Double, momentum: Double = 0.9, weightDecay: Double = 5e-4, nesterov: Bool = true) {
         self.learningRate = learningRate; self.momentum = momentum
         self.weightDecay = weightDecay; self.nesterov = nesterov
     }
 
-    public func step(params: UnsafeMutablePointer<Float>, grads: UnsafePointer<Float>,
-                     momentumBuffer: UnsafeMutablePointer<Float>, count: Int) {
-        let lr = learningRate, mu = momentum, wd = weightDecay
+    public func step<T: EngineScalar>(params: UnsafeMutablePointer<T>, grads: UnsafePointer<T>,
+                                      momentumBuffer: UnsafeMutablePointer<T>, count: Int) {
+        // hyperparameters rounded to the tensor's type, as PyTorch does
+        let lr = T(learningRate), mu = T(momentum), wd = T(weightDecay)
         if nesterov {
             for i in 0..<count {
                 let d = grads[i] + wd * params[i]
@@ -33,7 +34,7 @@ public struct SGD: Sendable, Equatable {
         }
     }
 
-    public func step(_ store: ParameterStore) {
+    public func step<T: EngineScalar>(_ store: ParameterStore<T>) {
         step(params: store.params.base, grads: store.grads.base, momentumBuffer: store.momentum.base,
              count: store.parameterCount)
     }

@@ -19,8 +19,9 @@ public struct SafeTensor {
         self.name = name; self.dtype = dtype; self.shape = shape; self.bytes = bytes
     }
 
-    public init(name: String, shape: [Int], floats: UnsafeBufferPointer<Float>) {
-        self.init(name: name, dtype: .f32, shape: shape, bytes: Array(UnsafeRawBufferPointer(floats)))
+    /// Float or Double values, stored as F32 or F64 (little-endian machines only).
+    public init<T: EngineScalar>(name: String, shape: [Int], values: UnsafeBufferPointer<T>) {
+        self.init(name: name, dtype: T.dtype, shape: shape, bytes: Array(UnsafeRawBufferPointer(values)))
     }
 
     public init(name: String, shape: [Int], int64s: [Int64]) {
@@ -122,6 +123,22 @@ public struct SafeTensorsFile {
             case .u8: return (0..<info.count).map { Float(p.load(fromByteOffset: $0, as: UInt8.self)) }
             }
         }
+    }
+
+    /// A tensor's values as Double (F64 as is, F32 widened exactly).
+    public func doubles(_ name: String) throws -> [Double] {
+        let info = try info(name)
+        if info.dtype != .f64 { return try floats(name).map(Double.init) }
+        return data.withUnsafeBytes { raw in
+            let p = raw.baseAddress! + dataStart + info.begin
+            return (0..<info.count).map { Double(bitPattern: p.loadUnaligned(fromByteOffset: 8 * $0, as: UInt64.self).littleEndian) }
+        }
+    }
+
+    /// A tensor's values in an engine's element type.
+    public func values<T: EngineScalar>(_ name: String) throws -> [T] {
+        if T.self == Double.self { return try doubles(name) as! [T] }
+        return try floats(name).map { T($0) }
     }
 
     /// An integer tensor's values (I64 or U8).

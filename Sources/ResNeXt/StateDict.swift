@@ -15,7 +15,7 @@ extension ResNeXt {
                 return SafeTensor(name: e.name, shape: e.shape, int64s: [store.counters[e.offset]])
             case .parameter, .statistic:
                 return SafeTensor(name: e.name, shape: e.shape,
-                                  floats: UnsafeBufferPointer(start: store.pointer(e), count: e.count))
+                                  values: UnsafeBufferPointer(start: store.pointer(e), count: e.count))
             }
         }
     }
@@ -41,7 +41,7 @@ extension ResNeXt {
                 guard info.dtype == .f32 || info.dtype == .f64 else {
                     throw ResNeXtError("\(file.path): tensor '\(name)' is \(info.dtype.rawValue), F32 was expected")
                 }
-                let values = try file.floats(name)
+                let values: [T] = try file.values(name)
                 store.pointer(e).update(from: values, count: e.count)
             }
         }

