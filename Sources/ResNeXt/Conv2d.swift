@@ -62,12 +62,12 @@ public final class Conv2d<T: EngineScalar> {
             let xg = x + g * cg * n * h * w
             let b: UnsafePointer<T>
             if isPointwise { b = xg } else {
-                im2col(x: xg, col: col, c: cg, n: n, h: h, w: w)
+                Profile.measure(.im2col) { im2col(x: xg, col: col, c: cg, n: n, h: h, w: w) }
                 b = UnsafePointer(col)
             }
             // y_g (Kg, NPQ) = W_g (Kg, rows) * B (rows, NPQ)
-            T.gemm(transA: false, transB: false, m: kg, n: npq, k: rows, alpha: 1, a: weight + g * kg * rows, lda: rows,
-                   b: b, ldb: npq, beta: 0, c: y + g * kg * npq, ldc: npq)
+            Profile.measure(.gemm) { T.gemm(transA: false, transB: false, m: kg, n: npq, k: rows, alpha: 1, a: weight + g * kg * rows, lda: rows,
+                   b: b, ldb: npq, beta: 0, c: y + g * kg * npq, ldc: npq) }
         }
     }
 
@@ -78,30 +78,32 @@ public final class Conv2d<T: EngineScalar> {
         let (p, q) = outputSize(h, w)
         let cg = inChannels / groups, kg = outChannels / groups
         let npq = n * p * q, rows = cg * kernel * kernel
-        if let dx, !accumulate, !isPointwise { dx.update(repeating: 0, count: inChannels * n * h * w) }
+        if let dx, !accumulate, !isPointwise {
+            Profile.measure(.im2col) { dx.update(repeating: 0, count: inChannels * n * h * w) }
+        }
         for g in 0..<groups {
             let xg = x + g * cg * n * h * w
             let dyg = dy + g * kg * npq
             let wg = weight + g * kg * rows
             let b: UnsafePointer<T>
             if isPointwise { b = xg } else {
-                im2col(x: xg, col: col, c: cg, n: n, h: h, w: w)
+                Profile.measure(.im2col) { im2col(x: xg, col: col, c: cg, n: n, h: h, w: w) }
                 b = UnsafePointer(col)
             }
             // dW_g (Kg, rows) += dy_g (Kg, NPQ) * B^T (NPQ, rows)
-            T.gemm(transA: false, transB: true, m: kg, n: rows, k: npq, alpha: 1, a: dyg, lda: npq,
-                   b: b, ldb: npq, beta: 1, c: dWeight + g * kg * rows, ldc: rows)
+            Profile.measure(.gemm) { T.gemm(transA: false, transB: true, m: kg, n: rows, k: npq, alpha: 1, a: dyg, lda: npq,
+                   b: b, ldb: npq, beta: 1, c: dWeight + g * kg * rows, ldc: rows) }
             guard let dx else { continue }
             let dxg = dx + g * cg * n * h * w
             if isPointwise {
                 // dx_g (Cg, NHW) (+)= W_g^T (Cg, Kg) * dy_g (Kg, NHW)
-                T.gemm(transA: true, transB: false, m: cg, n: npq, k: kg, alpha: 1, a: wg, lda: rows,
-                       b: dyg, ldb: npq, beta: accumulate ? 1 : 0, c: dxg, ldc: npq)
+                Profile.measure(.gemm) { T.gemm(transA: true, transB: false, m: cg, n: npq, k: kg, alpha: 1, a: wg, lda: rows,
+                       b: dyg, ldb: npq, beta: accumulate ? 1 : 0, c: dxg, ldc: npq) }
             } else {
                 // dcol (rows, NPQ) = W_g^T (rows, Kg) * dy_g (Kg, NPQ), then scattered into dx_g
-                T.gemm(transA: true, transB: false, m: rows, n: npq, k: kg, alpha: 1, a: wg, lda: rows,
-                       b: dyg, ldb: npq, beta: 0, c: col, ldc: npq)
-                col2im(col: col, dx: dxg, c: cg, n: n, h: h, w: w)
+                Profile.measure(.gemm) { T.gemm(transA: true, transB: false, m: rows, n: npq, k: kg, alpha: 1, a: wg, lda: rows,
+                       b: dyg, ldb: npq, beta: 0, c: col, ldc: npq) }
+                Profile.measure(.im2col) { col2im(col: col, dx: dxg, c: cg, n: n, h: h, w: w) }
             }
         }
     }

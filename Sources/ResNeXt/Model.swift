@@ -112,9 +112,11 @@ final class Bottleneck<T: EngineScalar> {
 
     private func norm(_ bn: BatchNorm<T>, _ x: UnsafePointer<T>, _ y: UnsafeMutablePointer<T>, n: Int, hw: Int,
                       mode: ForwardMode, relu: Bool) {
-        switch mode {
-        case .training(let group): bn.forwardTraining(x: x, y: y, n: n, hw: hw, group: group, relu: relu)
-        case .inference: bn.forwardInference(x: x, y: y, n: n, hw: hw, relu: relu)
+        Profile.measure(.batchNorm) {
+            switch mode {
+            case .training(let group): bn.forwardTraining(x: x, y: y, n: n, hw: hw, group: group, relu: relu)
+            case .inference: bn.forwardInference(x: x, y: y, n: n, hw: hw, relu: relu)
+            }
         }
     }
 
@@ -131,11 +133,11 @@ final class Bottleneck<T: EngineScalar> {
         if let shortcutConv, let shortcutBN, let s {
             shortcutConv.forward(x: x, y: s.base, n: n, h: h, w: w, col: col)
             norm(shortcutBN, s.base, tmp, n: n, hw: p * q, mode: mode, relu: false)
-            residualAdd(y.base, tmp, count: count)
+            Profile.measure(.reluAdd) { residualAdd(y.base, tmp, count: count) }
         } else {
-            residualAdd(y.base, x, count: count)
+            Profile.measure(.reluAdd) { residualAdd(y.base, x, count: count) }
         }
-        reluForward(y.base, count: count)
+        Profile.measure(.reluAdd) { reluForward(y.base, count: count) }
     }
 
     /// dy (outChannels, N, p, q) is consumed (masked in place); dx (inChannels, N, h, w) is written.
@@ -143,18 +145,18 @@ final class Bottleneck<T: EngineScalar> {
                   n: Int, group: Int, col: UnsafeMutablePointer<T>,
                   t1: UnsafeMutablePointer<T>, t2: UnsafeMutablePointer<T>) {
         let count = outChannels * n * p * q
-        reluBackward(y: y.base, dy: dy, dx: dy, count: count)
+        Profile.measure(.reluAdd) { reluBackward(y: y.base, dy: dy, dx: dy, count: count) }
         if let shortcutConv, let shortcutBN, let s {
-            shortcutBN.backward(x: s.base, dy: dy, dx: t2, n: n, hw: p * q, group: group)
+            Profile.measure(.batchNorm) { shortcutBN.backward(x: s.base, dy: dy, dx: t2, n: n, hw: p * q, group: group) }
             shortcutConv.backward(x: x, dy: t2, dx: dx, accumulate: false, n: n, h: h, w: w, col: col)
         } else {
-            dx.update(from: dy, count: count)
+            Profile.measure(.reluAdd) { dx.update(from: dy, count: count) }
         }
-        bn3.backward(x: h3.base, dy: dy, dx: t1, n: n, hw: p * q, group: group)
+        Profile.measure(.batchNorm) { bn3.backward(x: h3.base, dy: dy, dx: t1, n: n, hw: p * q, group: group) }
         conv3.backward(x: a2.base, dy: t1, dx: t2, n: n, h: p, w: q, col: col)
-        bn2.backward(x: h2.base, dy: t2, dx: t2, n: n, hw: p * q, group: group, reluOutput: a2.base)
+        Profile.measure(.batchNorm) { bn2.backward(x: h2.base, dy: t2, dx: t2, n: n, hw: p * q, group: group, reluOutput: a2.base) }
         conv2.backward(x: a1.base, dy: t2, dx: t1, n: n, h: h, w: w, col: col)
-        bn1.backward(x: h1.base, dy: t1, dx: t1, n: n, hw: h * w, group: group, reluOutput: a1.base)
+        Profile.measure(.batchNorm) { bn1.backward(x: h1.base, dy: t1, dx: t1, n: n, hw: h * w, group: group, reluOutput: a1.base) }
         conv1.backward(x: x, dy: t1, dx: dx, accumulate: true, n: n, h: h, w: w, col: col)
     }
 }

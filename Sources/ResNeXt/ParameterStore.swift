@@ -100,6 +100,8 @@ public final class ParameterStore<T: EngineScalar> {
 
     /// Moves the running statistics by this step's batch statistics: r = (1-m) r + m * s / groups,
     /// where `batchStats` holds the sum over `groups` BN groups; every counter grows by one.
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
     public func updateRunningStatistics(groups: Int, momentum m: T = 0.1) {
         let r = stats.base, s = batchStats.base
         let inv = 1 / T(groups), keep = 1 - m

@@ -89,6 +89,8 @@ public final class ResNeXt<T: EngineScalar> {
     /// U(-1/sqrt(fan_in), 1/sqrt(fan_in)), bias 0. Like the reference, whose constructor runs one
     /// zero image through the BN layers in training mode, running_var starts at 0.9 and
     /// num_batches_tracked at 1. Momentum and gradients are zeroed.
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
     public func initialize(seed: UInt64) {
         var rng = SplitMix64(seed: seed)
         for e in store.entries {
@@ -119,21 +121,27 @@ public final class ResNeXt<T: EngineScalar> {
 
     /// Forward pass of n images given in PyTorch's layout (N, 3, 32, 32). Returns the logits
     /// (N, classes). In training mode every BN layer also fills its part of `store.batchStats`.
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
     @discardableResult
     public func forward(_ images: UnsafePointer<T>, n: Int, mode: ForwardMode) -> UnsafeMutablePointer<T> {
         precondition(n >= 1 && n <= maxBatch, "batch \(n) outside 1...\(maxBatch)")
         if case .training(let group) = mode { precondition(group >= 1 && n % group == 0, "batch \(n) not a multiple of BN group \(group)") }
         let size = Self.imageSize, plane = size * size
         // (N, 3, HW) -> (3, N, HW)
-        for c in 0..<Self.inputChannels {
-            for i in 0..<n {
-                (input.base + (c * n + i) * plane).update(from: images + (i * Self.inputChannels + c) * plane, count: plane)
+        Profile.measure(.pooling) {
+            for c in 0..<Self.inputChannels {
+                for i in 0..<n {
+                    (input.base + (c * n + i) * plane).update(from: images + (i * Self.inputChannels + c) * plane, count: plane)
+                }
             }
         }
         stem.forward(x: input.base, y: h0.base, n: n, h: size, w: size, col: col.base)
-        switch mode {
-        case .training(let group): stemBN.forwardTraining(x: h0.base, y: a0.base, n: n, hw: plane, group: group, relu: true)
-        case .inference: stemBN.forwardInference(x: h0.base, y: a0.base, n: n, hw: plane, relu: true)
+        Profile.measure(.batchNorm) {
+            switch mode {
+            case .training(let group): stemBN.forwardTraining(x: h0.base, y: a0.base, n: n, hw: plane, group: group, relu: true)
+            case .inference: stemBN.forwardInference(x: h0.base, y: a0.base, n: n, hw: plane, relu: true)
+            }
         }
         var x = UnsafePointer(a0.base)
         for b in blocks {
@@ -141,46 +149,54 @@ public final class ResNeXt<T: EngineScalar> {
             x = UnsafePointer(b.y.base)
         }
         let last = blocks.last!
-        globalAveragePoolForward(x: x, y: features.base, c: last.outChannels, n: n, hw: last.p * last.q)
+        Profile.measure(.pooling) { globalAveragePoolForward(x: x, y: features.base, c: last.outChannels, n: n, hw: last.p * last.q) }
         fc.forward(x: features.base, y: logits.base, n: n)
         return logits.base
     }
 
     /// Mean softmax cross-entropy of the last forward's logits (sum over the n rows divided by
     /// `divisor`, default n) and its gradient into `dLogits`. Returns (loss, correct predictions).
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
     public func loss(labels: UnsafePointer<Int32>, n: Int, divisor: Int? = nil) -> (loss: Double, correct: Int) {
-        softmaxCrossEntropy(logits: logits.base, labels: labels, n: n, classes: config.numClasses,
-                            divisor: divisor ?? n, dLogits: dLogits.base)
+        Profile.measure(.loss) {
+            softmaxCrossEntropy(logits: logits.base, labels: labels, n: n, classes: config.numClasses,
+                                divisor: divisor ?? n, dLogits: dLogits.base)
+        }
     }
 
     /// Backward pass from `dLogits` through the last training forward (same n and group).
     /// Parameter gradients accumulate into `store.grads`.
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
     public func backward(n: Int, bnGroup group: Int) {
         let last = blocks.last!
         fc.backward(x: features.base, dy: dLogits.base, dx: dFeatures.base, n: n)
         var dy = gradA.base, dx = gradB.base
-        globalAveragePoolBackward(dy: dFeatures.base, dx: dy, c: last.outChannels, n: n, hw: last.p * last.q)
+        Profile.measure(.pooling) { globalAveragePoolBackward(dy: dFeatures.base, dx: dy, c: last.outChannels, n: n, hw: last.p * last.q) }
         for (i, b) in blocks.enumerated().reversed() {
             let x = i == 0 ? UnsafePointer(a0.base) : UnsafePointer(blocks[i - 1].y.base)
             b.backward(x: x, dy: dy, dx: dx, n: n, group: group, col: col.base, t1: t1.base, t2: t2.base)
             swap(&dy, &dx)
         }
         let size = Self.imageSize
-        stemBN.backward(x: h0.base, dy: dy, dx: dy, n: n, hw: size * size, group: group, reluOutput: a0.base)
+        Profile.measure(.batchNorm) { stemBN.backward(x: h0.base, dy: dy, dx: dy, n: n, hw: size * size, group: group, reluOutput: a0.base) }
         stem.backward(x: input.base, dy: dy, dx: nil, n: n, h: size, w: size, col: col.base)
     }
 
     /// One complete single-process training step on n images with BN groups of `bnGroup`:
     /// zero gradients, forward, loss, backward, running statistics, SGD. Returns (loss, correct).
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
     @discardableResult
     public func trainStep(images: UnsafePointer<T>, labels: UnsafePointer<Int32>, n: Int, bnGroup: Int,
                           optimizer: SGD) -> (loss: Double, correct: Int) {
-        store.grads.zero()
+        Profile.measure(.optimizer) { store.grads.zero() }
         forward(images, n: n, mode: .training(bnGroup: bnGroup))
         let result = loss(labels: labels, n: n)
         backward(n: n, bnGroup: bnGroup)
-        store.updateRunningStatistics(groups: n / bnGroup)
-        optimizer.step(store)
+        Profile.measure(.batchNorm) { store.updateRunningStatistics(groups: n / bnGroup) }
+        Profile.measure(.optimizer) { optimizer.step(store) }
         return result
     }
 }

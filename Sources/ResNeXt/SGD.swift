@@ -13,6 +13,8 @@ public struct SGD: Sendable, Equatable {
         self.weightDecay = weightDecay; self.nesterov = nesterov
     }
 
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
     public func step<T: EngineScalar>(params: UnsafeMutablePointer<T>, grads: UnsafePointer<T>,
                                       momentumBuffer: UnsafeMutablePointer<T>, count: Int) {
         // hyperparameters rounded to the tensor's type, as PyTorch does
@@ -34,6 +36,8 @@ public struct SGD: Sendable, Equatable {
         }
     }
 
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
     public func step<T: EngineScalar>(_ store: ParameterStore<T>) {
         step(params: store.params.base, grads: store.grads.base, momentumBuffer: store.momentum.base,
              count: store.parameterCount)

@@ -75,6 +75,7 @@ public struct SafeTensorsFile {
         var metadata: [String: String] = [:]
         var tensors: [String: Info] = [:]
         let dataLength = data.count - dataStart
+        var parsed: [(String, Info)] = []
         for (name, value) in header {
             if name == "__metadata__" {
                 guard let m = value as? [String: String] else {
@@ -89,21 +90,25 @@ public struct SafeTensorsFile {
             guard let dtype = SafeTensorsDType(rawValue: dt) else {
                 throw ResNeXtError("\(path): tensor '\(name)' has unsupported dtype \(dt) (F32, F64, I64, U8 are read)")
             }
-            let info = Info(dtype: dtype, shape: shape, begin: offsets[0], end: offsets[1])
-            guard info.begin >= 0, info.end >= info.begin, shape.allSatisfy({ $0 >= 0 }) else {
-                throw ResNeXtError("\(path): tensor '\(name)' has invalid offsets \(offsets)")
+            parsed.append((name, Info(dtype: dtype, shape: shape, begin: offsets[0], end: offsets[1])))
+        }
+        // checked in file order, so that the first damaged tensor is the one named
+        parsed.sort { ($0.1.begin, $0.0) < ($1.1.begin, $1.0) }
+        for (name, info) in parsed {
+            guard info.begin >= 0, info.end >= info.begin, info.shape.allSatisfy({ $0 >= 0 }) else {
+                throw ResNeXtError("\(path): tensor '\(name)' has invalid offsets [\(info.begin), \(info.end)]")
             }
             guard info.end <= dataLength else {
                 throw ResNeXtError("\(path): tensor '\(name)' ends at byte \(dataStart + info.end) but the file has \(data.count) bytes: the file is truncated")
             }
-            guard info.end - info.begin == info.count * dtype.size else {
-                throw ResNeXtError("\(path): tensor '\(name)' holds \(info.end - info.begin) bytes, but \(dtype.rawValue) \(shape) needs \(info.count * dtype.size)")
+            guard info.end - info.begin == info.count * info.dtype.size else {
+                throw ResNeXtError("\(path): tensor '\(name)' holds \(info.end - info.begin) bytes, but \(info.dtype.rawValue) \(info.shape) needs \(info.count * info.dtype.size)")
             }
             tensors[name] = info
         }
         self.metadata = metadata
         self.tensors = tensors
-        self.names = tensors.keys.sorted { (tensors[$0]!.begin, $0) < (tensors[$1]!.begin, $1) }
+        self.names = parsed.map(\.0)
     }
 
     public func info(_ name: String) throws -> Info {

@@ -19,6 +19,8 @@ struct Bench: ParsableCommand {
     var seed: UInt64 = 1
     @Flag(help: "Print one JSON object instead of text.")
     var json = false
+    @Flag(help: "Print the time per kind of work (GEMM, im2col, batch norm, ...) over the timed steps.")
+    var profile = false
 
     func validate() throws {
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
@@ -40,6 +42,7 @@ struct Bench: ParsableCommand {
         images.withUnsafeBufferPointer { img in
             labels.withUnsafeBufferPointer { lab in
                 for i in 0...steps {
+                    if i == 1 { Profile.reset(); Profile.enabled = profile }
                     let t0 = DispatchTime.now().uptimeNanoseconds
                     net.trainStep(images: img.baseAddress!, labels: lab.baseAddress!, n: batchSize, bnGroup: bnGroup,
                                   optimizer: sgd)
@@ -48,6 +51,7 @@ struct Bench: ParsableCommand {
                 }
             }
         }
+        Profile.enabled = false
         let median = times.sorted()[times.count / 2]
         let imagesPerSecond = Double(batchSize) / median
         let gflops = 6 * Double(net.macsPerImage) * imagesPerSecond / 1e9
@@ -59,5 +63,22 @@ struct Bench: ParsableCommand {
             print(String(format: "median of %d steps: %.1f ms/step, %.2f images/s, %.1f GFLOP/s effective, peak memory %.0f MiB",
                          steps, median * 1000, imagesPerSecond, gflops, peak))
         }
+        if profile { print(Self.profileTable(steps: steps, total: times.reduce(0, +))) }
+    }
+}
+
+extension Bench {
+    /// The profile table: seconds per step for each kind of work, and its share of the step.
+    static func profileTable(steps: Int, total: Double) -> String {
+        var lines = ["| work | ms/step | share |", "|---|---:|---:|"]
+        var accounted = 0.0
+        for kind in WorkKind.allCases {
+            let t = Profile.seconds[kind.rawValue]
+            accounted += t
+            if t == 0 { continue }
+            lines.append(String(format: "| %@ | %.1f | %.1f %% |", kind.label, 1000 * t / Double(steps), 100 * t / total))
+        }
+        lines.append(String(format: "| unaccounted | %.1f | %.1f %% |", 1000 * (total - accounted) / Double(steps), 100 * (total - accounted) / total))
+        return lines.joined(separator: "\n")
     }
 }

@@ -59,10 +59,10 @@ func randomArray(_ count: Int, seed: UInt64, scale: Double = 1, offset: Double =
 /// on up to `samples` coordinates spread over the tensor, compared with `analytic`.
 /// Returns the relative L2 error over the checked coordinates (the README's measure) and how
 /// many were checked. Coordinates for which `skip` is true (e.g. next to a ReLU kink) are left out.
-func finiteDifferenceError(x: UnsafeMutablePointer<Float>, count: Int, analytic: [Float], step: Float,
+func finiteDifferenceError<T: EngineScalar>(x: UnsafeMutablePointer<T>, count: Int, analytic: [T], step: T,
                            samples: Int = 150, skip: (Int) -> Bool = { _ in false },
                            objective: () -> Double) -> (error: Double, checked: Int) {
-    var numeric: [Float] = [], expected: [Float] = []
+    var numeric: [Double] = [], expected: [T] = []
     let stride = max(1, count / samples)
     var i = 0
     while i < count {
@@ -74,14 +74,14 @@ func finiteDifferenceError(x: UnsafeMutablePointer<Float>, count: Int, analytic:
         x[i] = saved - step
         let minus = objective()
         x[i] = saved
-        numeric.append(Float((plus - minus) / (2 * Double(step))))
+        numeric.append((plus - minus) / (2 * Double(step)))
         expected.append(analytic[i])
     }
     return (relativeError(numeric, expected), numeric.count)
 }
 
 /// sum(r * y) in Double: the random-projection objective of the gradient checks.
-func projection(_ y: UnsafePointer<Float>, _ r: [Float]) -> Double {
+func projection<T: EngineScalar>(_ y: UnsafePointer<T>, _ r: [T]) -> Double {
     var s = 0.0
     for i in r.indices { s += Double(r[i]) * Double(y[i]) }
     return s

@@ -1,0 +1,47 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Kinds of work in a training step, for `resnext-ddp bench --profile`.
+public enum WorkKind: Int, CaseIterable, Sendable {
+    case gemm, im2col, batchNorm, reluAdd, pooling, loss, optimizer, communication, other
+
+    public var label: String {
+        switch self {
+        case .gemm: "GEMM (convolutions, linear)"
+        case .im2col: "im2col / col2im"
+        case .batchNorm: "batch norm"
+        case .reluAdd: "ReLU / residual add"
+        case .pooling: "pooling, layout"
+        case .loss: "softmax cross-entropy"
+        case .optimizer: "optimizer (SGD)"
+        case .communication: "allreduce / broadcast"
+        case .other: "other"
+        }
+    }
+}
+
+/// Wall time per kind of work, accumulated while `enabled`. Off by default; when off, timing
+/// costs one branch per call site. Single-threaded use (one engine per process).
+public enum Profile {
+    nonisolated(unsafe) public static var enabled = false
+    nonisolated(unsafe) public static var seconds = [Double](repeating: 0, count: WorkKind.allCases.count)
+
+    @inline(__always) public static func now() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+    }
+
+    /// Runs `body`, adding its wall time to `kind` when profiling.
+    @inline(__always) public static func measure<R>(_ kind: WorkKind, _ body: () throws -> R) rethrows -> R {
+        if !enabled { return try body() }
+        let t0 = now()
+        defer { seconds[kind.rawValue] += now() - t0 }
+        return try body()
+    }
+
+    public static func reset() {
+        for i in seconds.indices { seconds[i] = 0 }
+    }
+}
