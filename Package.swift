@@ -26,16 +26,23 @@ let package = Package(
                 .product(name: "RealModule", package: "swift-numerics"),
             ]
         ),
+        // The trainer: CIFAR-10 data, schedule, checkpoints, metrics, TensorBoard; talks to other
+        // processes only through the Communicator protocol.
+        .target(
+            name: "ResNeXtTrain",
+            dependencies: ["ResNeXt"]
+        ),
         .executableTarget(
             name: "resnext-ddp",
             dependencies: [
                 "ResNeXt",
+                "ResNeXtTrain",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .testTarget(
             name: "ResNeXtTests",
-            dependencies: ["ResNeXt", "resnext-ddp"]
+            dependencies: ["ResNeXt", "ResNeXtTrain", "resnext-ddp"]
         ),
     ]
 )

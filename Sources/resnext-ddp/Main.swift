@@ -1,13 +1,13 @@
 import ArgumentParser
+import ResNeXtTrain
 
 @main
 struct ResNeXtDDP: ParsableCommand {
-    static let version = "0.1.0"
     static let configuration = CommandConfiguration(
         commandName: "resnext-ddp",
         abstract: "Data-parallel ResNeXt-29 training on CIFAR-10 (Swift over OpenBLAS and MPI).",
-        version: version,
-        subcommands: [Bench.self]
+        version: resnextDDPVersion,
+        subcommands: [Train.self, Eval.self, Bench.self, Download.self]
     )
 }
 

@@ -5,7 +5,12 @@ import Testing
 /// The PyTorch reference tensors: `$RESNEXT_FIXTURES`, else `../shared/fixtures` beside the checkout.
 /// Tests that read them fail (they do not skip) when the folder is missing.
 enum Fixtures {
+    /// One BLAS thread in every test, as in the executables the tests run: results then do not
+    /// depend on how the cores are shared.
+    static let singleThreaded: Void = setBLASThreads(1)
+
     static var directory: String {
+        _ = singleThreaded
         if let env = ProcessInfo.processInfo.environment["RESNEXT_FIXTURES"], !env.isEmpty { return env }
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .deletingLastPathComponent()

@@ -1,0 +1,260 @@
+import Foundation
+import ResNeXt
+
+/// Data-parallel training on CIFAR-10. Every process holds a full replica; the global batch of B
+/// images is cut into P contiguous shards of B/P (rank r takes entries [r B/P, (r+1) B/P) of each
+/// global batch), each shard into BN groups. Gradients are summed over ranks (each rank's loss is
+/// already divided by B, so the sum is the global mean), BN batch statistics likewise, then every
+/// rank takes the same SGD step. With P = 1 this is the single-process trainer.
+public final class Trainer {
+    public let settings: TrainSettings
+    public let comm: Communicator
+    let say: (String) -> Void
+
+    public private(set) var net: ResNeXt<Float>!
+    public private(set) var history: [EpochMetrics] = []
+
+    /// `say` prints a line; it is called on rank 0 only.
+    public init(settings: TrainSettings, comm: Communicator, say: @escaping (String) -> Void) {
+        self.settings = settings
+        self.comm = comm
+        self.say = say
+    }
+
+    func log(_ line: String) { if comm.isRoot { say(line) } }
+
+    public func run() throws {
+        let s = settings
+        let processes = comm.size, rank = comm.rank
+        try s.validate(processes: processes)
+        setBLASThreads(s.threads)
+        let data = try CIFAR10(directory: s.dataDir)
+        guard data.test.count >= processes else {
+            throw ResNeXtError("\(s.dataDir)/\(CIFAR10.testFile): \(data.test.count) test images for \(processes) processes; every process needs at least one")
+        }
+        let order = EpochOrder(count: data.train.count, batchSize: s.batchSize, shuffle: s.shuffle, seed: s.seed)
+        guard order.batchesPerEpoch >= 1 else {
+            throw ResNeXtError("\(s.dataDir): \(data.train.count) training images is fewer than --batch-size \(s.batchSize)")
+        }
+        let perRank = s.batchSize / processes
+        let net = try ResNeXt<Float>(s.model, maxBatch: perRank)
+        self.net = net
+        var step = 0
+        if let resume = s.resumePath {
+            let path = Checkpoint.resolve(resume)
+            (step, _) = try Checkpoint.load(path, into: net)
+            log("resuming from \(path) at step \(step)")
+        } else if let initPath = s.initPath {
+            let file = try SafeTensorsFile(path: initPath)
+            try net.loadStateDict(file)
+            log("initial weights from \(initPath)")
+        } else {
+            net.initialize(seed: s.seed)
+        }
+        broadcastState(net)
+
+        let stepsPerEpoch = order.batchesPerEpoch
+        let schedule = LearningRateSchedule(kind: s.schedule, baseLR: s.baseLR, targetLR: s.targetLR, milestones: s.milestones,
+                                            decay: s.lrDecay, warmupEpochs: s.warmupEpochs, epochs: s.epochs,
+                                            stepsPerEpoch: stepsPerEpoch)
+        let lastStep = min(s.epochs * stepsPerEpoch, s.maxSteps ?? Int.max)
+        try FileManager.default.createDirectory(atPath: s.outdir, withIntermediateDirectories: true)
+        let metrics = comm.isRoot ? try MetricsLog(outdir: s.outdir, keepThroughEpoch: s.resumePath == nil ? 0 : step / stepsPerEpoch) : nil
+        let board = (comm.isRoot && s.tensorboard) ? try TensorBoardWriter(directory: s.outdir + "/tb") : nil
+        if comm.isRoot { try writeConfig(net: net, trainImages: data.train.count, testImages: data.test.count, stepsPerEpoch: stepsPerEpoch) }
+        log("\(s.model): \(net.store.parameterCount) parameters; \(data.train.count) train and \(data.test.count) test images in \(s.dataDir)")
+        log("\(processes) process(es) x \(perRank) images = batch \(s.batchSize); \(perRank / s.bnGroup) BN group(s) of \(s.bnGroup) per process; lr \(s.targetLR) (\(s.lr == nil ? "base-lr \(s.baseLR) x \(s.batchSize)/128" : "--lr")), \(s.schedule.rawValue)\(s.warmupEpochs > 0 ? ", warm-up \(s.warmupEpochs) epochs from \(s.baseLR)" : ""); \(stepsPerEpoch) steps per epoch, \(s.epochs) epochs")
+
+        let pipeline = ImagePipeline(augment: s.augment, seed: s.seed)
+        let imageFloats = 3 * 32 * 32
+        var images = [Float](repeating: 0, count: perRank * imageFloats)
+        var labels = [Int32](repeating: 0, count: perRank)
+        let runStart = Profile.now()
+        let firstStep = step
+        var lastReport = runStart
+
+        while step < lastStep {
+            let epoch = step / stepsPerEpoch
+            let permutation = order.permutation(epoch: epoch)
+            let epochStart = Profile.now()
+            var lossSum = 0.0, correct = 0.0, steps = 0
+            var lr = schedule.rate(step: step)
+            while step < lastStep && step / stepsPerEpoch == epoch {
+                let batch = step % stepsPerEpoch
+                lr = schedule.rate(step: step)
+                let first = batch * s.batchSize + rank * perRank
+                images.withUnsafeMutableBufferPointer { img in
+                    for j in 0..<perRank {
+                        let index = permutation[first + j]
+                        pipeline.image(data.train, index: index, epoch: epoch, into: img.baseAddress! + j * imageFloats)
+                        labels[j] = data.train.label(index)
+                    }
+                }
+                let sgd = SGD(learningRate: lr, momentum: s.momentum, weightDecay: s.weightDecay, nesterov: s.nesterov)
+                let (loss, right) = trainStep(net, images: images, labels: labels, n: perRank, optimizer: sgd)
+                guard loss.isFinite else {
+                    throw ResNeXtError("loss is \(loss) at step \(step + 1) (epoch \(epoch + 1)): training diverged; lower --lr or check the data")
+                }
+                lossSum += loss; correct += right; steps += 1
+                step += 1
+                if let every = s.checkEvery, step % every == 0 { try checkReplicas(net, step: step) }
+                let now = Profile.now()
+                if now - lastReport >= s.progressSeconds {
+                    lastReport = now
+                    let rate = Double((step - firstStep) * s.batchSize) / (now - runStart)
+                    let eta = Double(lastStep - step) * Double(s.batchSize) / rate
+                    log(String(format: "epoch %d/%d step %d/%d loss %.4f acc %.2f%% lr %.4g %.1f img/s ETA %@",
+                               epoch + 1, s.epochs, step, lastStep, lossSum / Double(steps),
+                               100 * correct / Double(steps * s.batchSize), lr, rate, formatDuration(eta)))
+                }
+            }
+            if s.checkEvery == nil { try checkReplicas(net, step: step) }
+            let seconds = Profile.now() - epochStart
+            let (testLoss, testAccuracy) = evaluate(net, data.test, pipeline: pipeline)
+            let row = EpochMetrics(epoch: epoch + 1, step: step, lr: lr, trainLoss: lossSum / Double(steps),
+                                   trainAccuracy: correct / Double(steps * s.batchSize), testLoss: testLoss,
+                                   testAccuracy: testAccuracy, seconds: seconds,
+                                   imagesPerSecond: Double(steps * s.batchSize) / seconds)
+            history.append(row)
+            if comm.isRoot {
+                log(String(format: "epoch %d done: step %d, train loss %.4f acc %.2f%%, test loss %.4f acc %.2f%%, %.1f s, %.1f img/s",
+                           row.epoch, row.step, row.trainLoss, 100 * row.trainAccuracy, row.testLoss, 100 * row.testAccuracy,
+                           row.seconds, row.imagesPerSecond))
+                try metrics?.append(row)
+                board?.scalars([("Train/Loss", row.trainLoss), ("Train/Accuracy", row.trainAccuracy),
+                                ("Test/Loss", row.testLoss), ("Test/Accuracy", row.testAccuracy),
+                                ("LR", row.lr), ("images/s", row.imagesPerSecond)], step: row.epoch)
+                board?.flush()
+                try Checkpoint.save(net, step: step, settings: s, to: s.outdir + "/" + Checkpoint.fileName)
+            }
+            comm.barrier()
+        }
+        if comm.isRoot {
+            try net.saveStateDict(to: s.outdir + "/model.safetensors")
+            log("wrote \(s.outdir)/model.safetensors and \(s.outdir)/\(Checkpoint.fileName) at step \(step)")
+        }
+        comm.barrier()
+    }
+
+    /// One data-parallel step; returns this step's global mean loss and global correct count.
+    func trainStep(_ net: ResNeXt<Float>, images: [Float], labels: [Int32], n: Int, optimizer: SGD) -> (Double, Double) {
+        let store = net.store
+        let result = images.withUnsafeBufferPointer { img in
+            labels.withUnsafeBufferPointer { lab in
+                Profile.measure(.optimizer) { store.grads.zero() }
+                net.forward(img.baseAddress!, n: n, mode: .training(bnGroup: settings.bnGroup))
+                let r = net.loss(labels: lab.baseAddress!, n: n, divisor: settings.batchSize)
+                net.backward(n: n, bnGroup: settings.bnGroup)
+                return r
+            }
+        }
+        Profile.measure(.communication) {
+            comm.allreduceSum(store.grads.base, count: store.grads.count)
+            comm.allreduceSum(store.batchStats.base, count: store.batchStats.count)
+        }
+        Profile.measure(.batchNorm) { store.updateRunningStatistics(groups: settings.batchSize / settings.bnGroup) }
+        Profile.measure(.optimizer) { optimizer.step(store) }
+        var sums = [result.loss, Double(result.correct)]
+        comm.allreduceSum(&sums)
+        return (sums[0], sums[1])
+    }
+
+    /// Loss and accuracy over a split in evaluation mode; each image is evaluated once, on the
+    /// rank whose contiguous share holds it; sums are combined across ranks.
+    public func evaluate(_ net: ResNeXt<Float>, _ split: CIFAR10.Split, pipeline: ImagePipeline) -> (loss: Double, accuracy: Double) {
+        let (total, right) = Trainer.evaluateShard(net, split, pipeline: pipeline, rank: comm.rank, size: comm.size)
+        var sums = [total, right]
+        comm.allreduceSum(&sums)
+        return (sums[0] / Double(split.count), sums[1] / Double(split.count))
+    }
+
+    /// Sum of losses and of correct predictions over rank's share of the split.
+    public static func evaluateShard(_ net: ResNeXt<Float>, _ split: CIFAR10.Split, pipeline: ImagePipeline, rank: Int, size: Int)
+        -> (Double, Double)
+    {
+        let lo = rank * split.count / size, hi = (rank + 1) * split.count / size
+        let chunk = net.maxBatch, imageFloats = 3 * 32 * 32
+        var images = [Float](repeating: 0, count: chunk * imageFloats)
+        var labels = [Int32](repeating: 0, count: chunk)
+        var total = 0.0, right = 0.0
+        var start = lo
+        while start < hi {
+            let n = min(chunk, hi - start)
+            images.withUnsafeMutableBufferPointer { img in
+                for j in 0..<n {
+                    pipeline.image(split, index: start + j, epoch: nil, into: img.baseAddress! + j * imageFloats)
+                    labels[j] = split.label(start + j)
+                }
+            }
+            let (loss, correct) = images.withUnsafeBufferPointer { img in
+                labels.withUnsafeBufferPointer { lab in
+                    net.forward(img.baseAddress!, n: n, mode: .inference)
+                    return net.loss(labels: lab.baseAddress!, n: n, divisor: 1)
+                }
+            }
+            total += loss; right += Double(correct)
+            start += n
+        }
+        return (total, right)
+    }
+
+    /// Rank 0's state to every rank (fresh, --init or --resume): parameters, momentum, BN
+    /// statistics and counters.
+    func broadcastState(_ net: ResNeXt<Float>) {
+        guard comm.size > 1 else { return }
+        let store = net.store
+        Profile.measure(.communication) {
+            for buffer in [store.params, store.momentum, store.stats] {
+                comm.broadcast(UnsafeMutableRawPointer(buffer.base), bytes: buffer.count * 4, root: 0)
+            }
+            store.counters.withUnsafeMutableBytes { comm.broadcast($0.baseAddress!, bytes: $0.count, root: 0) }
+        }
+    }
+
+    /// Replica check: every rank's checksum of weights and BN buffers must equal rank 0's.
+    func checkReplicas(_ net: ResNeXt<Float>, step: Int) throws {
+        guard comm.size > 1 else { return }
+        let mine = net.replicaChecksum()
+        var all = [Double](repeating: 0, count: comm.size)
+        all[comm.rank] = mine
+        comm.allreduceSum(&all)
+        let differ = all.indices.filter { all[$0] != all[0] }
+        if !differ.isEmpty {
+            throw ResNeXtError("replica check failed at step \(step): rank(s) \(differ.map(String.init).joined(separator: ", ")) hold different weights or BN buffers than rank 0")
+        }
+    }
+
+    func writeConfig(net: ResNeXt<Float>, trainImages: Int, testImages: Int, stepsPerEpoch: Int) throws {
+        let s = settings
+        let settingsObject = try JSONSerialization.jsonObject(with: Data(s.json().utf8))
+        let object: [String: Any] = [
+            "settings": settingsObject,
+            "effective_lr": s.targetLR,
+            "processes": comm.size,
+            "per_process_batch": s.batchSize / comm.size,
+            "bn_groups_per_process": s.batchSize / comm.size / s.bnGroup,
+            "steps_per_epoch": stepsPerEpoch,
+            "parameters": net.store.parameterCount,
+            "train_images": trainImages,
+            "test_images": testImages,
+            "model": "\(s.model)",
+            "version": resnextDDPVersion,
+        ]
+        let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
+        try writeAtomically([UInt8](data) + [10], to: s.outdir + "/config.json")
+    }
+}
+
+extension ResNeXt where T == Float {
+    /// A checksum of the bits of the weights, BN statistics and counters: equal on every replica.
+    public func replicaChecksum() -> Double {
+        var h: UInt64 = 0xCBF2_9CE4_8422_2325
+        for buffer in [store.params, store.stats] {
+            for i in 0..<buffer.count {
+                h = (h ^ UInt64(buffer.base[i].bitPattern)) &* 0x100_0000_01B3
+            }
+        }
+        for c in store.counters { h = (h ^ UInt64(bitPattern: c)) &* 0x100_0000_01B3 }
+        return Double(h >> 11)
+    }
+}

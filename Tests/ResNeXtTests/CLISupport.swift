@@ -1,0 +1,87 @@
+import Foundation
+import ResNeXt
+import ResNeXtTrain
+import Testing
+
+/// Runs the resnext-ddp executable built next to the test bundle.
+enum CLI {
+    static var executable: String {
+        var candidates: [URL] = []
+        let arg0 = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        candidates.append(arg0.deletingLastPathComponent())
+        candidates.append(URL(fileURLWithPath: Bundle.main.bundlePath).deletingLastPathComponent())
+        candidates.append(URL(fileURLWithPath: Bundle.main.bundlePath))
+        for dir in candidates {
+            let path = dir.appendingPathComponent("resnext-ddp").path
+            if FileManager.default.isExecutableFile(atPath: path) { return path }
+        }
+        return candidates[0].appendingPathComponent("resnext-ddp").path
+    }
+
+    struct Result {
+        let status: Int32
+        let stdout: String
+        let stderr: String
+        var output: String { stdout + stderr }
+    }
+
+    /// Runs a command line, reading both pipes to the end before waiting (a full pipe deadlocks).
+    static func run(_ arguments: [String], executable: String = CLI.executable, environment: [String: String] = [:]) throws -> Result {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        var env = ProcessInfo.processInfo.environment
+        env["OPENBLAS_NUM_THREADS"] = "1"
+        for (k, v) in environment { env[k] = v }
+        process.environment = env
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let group = DispatchGroup()
+        nonisolated(unsafe) var errData = Data()
+        group.enter()
+        DispatchQueue.global().async {
+            errData = err.fileHandleForReading.readDataToEndOfFile()
+            group.leave()
+        }
+        let outData = out.fileHandleForReading.readDataToEndOfFile()
+        group.wait()
+        process.waitUntilExit()
+        return Result(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
+                      stderr: String(decoding: errData, as: UTF8.self))
+    }
+}
+
+/// Small CIFAR-format data sets written for a test.
+enum SyntheticCIFAR {
+    /// `count` records with labels 0-9 and pixels that depend on the label (so a model can learn).
+    static func records(_ count: Int, seed: UInt64) -> [UInt8] {
+        var rng = SplitMix64(seed: seed)
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(count * CIFAR10.recordSize)
+        for _ in 0..<count {
+            let label = UInt8(rng.nextInt(below: 10))
+            bytes.append(label)
+            for c in 0..<3 {
+                for p in 0..<1024 {
+                    let base = (Int(label) * 25 + c * 40 + (p % 32) * 2) % 256
+                    bytes.append(UInt8((base + rng.nextInt(below: 40)) % 256))
+                }
+            }
+        }
+        return bytes
+    }
+
+    /// A data folder with the given training files (name -> record count) and a test file.
+    static func folder(train: [(String, Int)] = [("data_batch_1.bin", 64)], test: Int = 20, seed: UInt64 = 1) throws -> String {
+        let dir = try temporaryDirectory()
+        for (i, (name, count)) in train.enumerated() {
+            try Data(records(count, seed: seed + UInt64(i))).write(to: URL(fileURLWithPath: dir + "/" + name))
+        }
+        if test > 0 {
+            try Data(records(test, seed: seed + 100)).write(to: URL(fileURLWithPath: dir + "/test_batch.bin"))
+        }
+        return dir
+    }
+}
