@@ -18,6 +18,17 @@ let package = Package(
             pkgConfig: "openblas",
             providers: [.apt(["libopenblas-dev"])]
         ),
+        // Open MPI's C interface, found through pkg-config (Debian: libopenmpi-dev).
+        .systemLibrary(
+            name: "CMPI",
+            pkgConfig: "ompi-c",
+            providers: [.apt(["libopenmpi-dev", "openmpi-bin"])]
+        ),
+        // The only code that touches MPI types: plain C functions for Swift.
+        .target(
+            name: "MPIShim",
+            dependencies: ["CMPI"]
+        ),
         // The engine: layers, model, optimizer, safetensors. No MPI in here.
         .target(
             name: "ResNeXt",
@@ -37,12 +48,14 @@ let package = Package(
             dependencies: [
                 "ResNeXt",
                 "ResNeXtTrain",
+                "MPIShim",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .testTarget(
             name: "ResNeXtTests",
-            dependencies: ["ResNeXt", "ResNeXtTrain", "resnext-ddp"]
+            dependencies: ["ResNeXt", "ResNeXtTrain", "resnext-ddp"],
+            exclude: ["Data"]
         ),
     ]
 )

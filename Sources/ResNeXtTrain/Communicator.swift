@@ -54,3 +54,32 @@ public struct FileHandleOutput: Sendable {
         }
     }
 }
+
+/// An error every rank knows at the same moment (bad settings, a diverged loss, a replica
+/// mismatch): `reporter` prints it once and every rank stops cleanly.
+public struct CollectiveError: Error, CustomStringConvertible {
+    public let message: String
+    public let reporter: Int
+    public init(_ message: String, reporter: Int = 0) { self.message = message; self.reporter = reporter }
+    public var description: String { message }
+}
+
+extension Communicator {
+    /// Runs `body` on every rank. If it throws on any rank, every rank throws a `CollectiveError`
+    /// carrying the message of the lowest failing rank, which is the one that reports it: a
+    /// failure on one rank never leaves the others waiting in a collective.
+    public func agree<R>(_ body: () throws -> R) throws -> R {
+        var result: R? = nil
+        var message = ""
+        do { result = try body() } catch let e as CollectiveError { message = e.message } catch { message = "\(error)" }
+        if size == 1 {
+            if let result { return result }
+            throw CollectiveError(message)
+        }
+        var failed = [Double](repeating: 0, count: size)
+        failed[rank] = result == nil ? 1 : 0
+        allreduceSum(&failed)
+        guard let first = failed.firstIndex(where: { $0 != 0 }) else { return result! }
+        throw CollectiveError(first == rank ? message : "", reporter: first)
+    }
+}

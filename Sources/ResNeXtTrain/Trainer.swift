@@ -23,9 +23,19 @@ public final class Trainer {
 
     func log(_ line: String) { if comm.isRoot { say(line) } }
 
-    public func run() throws {
+    /// What every rank has once set up.
+    struct Setup {
+        let data: CIFAR10
+        let order: EpochOrder
+        let perRank: Int
+        let net: ResNeXt<Float>
+        let step: Int
+    }
+
+    /// Settings, data, model, initial state: on every rank, agreed (a failure anywhere stops all).
+    func setUp() throws -> Setup {
         let s = settings
-        let processes = comm.size, rank = comm.rank
+        let processes = comm.size
         try s.validate(processes: processes)
         setBLASThreads(s.threads)
         let data = try CIFAR10(directory: s.dataDir)
@@ -38,7 +48,6 @@ public final class Trainer {
         }
         let perRank = s.batchSize / processes
         let net = try ResNeXt<Float>(s.model, maxBatch: perRank)
-        self.net = net
         var step = 0
         if let resume = s.resumePath {
             let path = Checkpoint.resolve(resume)
@@ -51,14 +60,25 @@ public final class Trainer {
         } else {
             net.initialize(seed: s.seed)
         }
+        if comm.isRoot { try FileManager.default.createDirectory(atPath: s.outdir, withIntermediateDirectories: true) }
+        return Setup(data: data, order: order, perRank: perRank, net: net, step: step)
+    }
+
+    public func run() throws {
+        let s = settings
+        let rank = comm.rank, processes = comm.size
+        let setup = try comm.agree { try setUp() }
+        let (data, order, perRank, net) = (setup.data, setup.order, setup.perRank, setup.net)
+        var step = setup.step
+        self.net = net
         broadcastState(net)
+        let fault = InjectedFault.fromEnvironment()
 
         let stepsPerEpoch = order.batchesPerEpoch
         let schedule = LearningRateSchedule(kind: s.schedule, baseLR: s.baseLR, targetLR: s.targetLR, milestones: s.milestones,
                                             decay: s.lrDecay, warmupEpochs: s.warmupEpochs, epochs: s.epochs,
                                             stepsPerEpoch: stepsPerEpoch)
         let lastStep = min(s.epochs * stepsPerEpoch, s.maxSteps ?? Int.max)
-        try FileManager.default.createDirectory(atPath: s.outdir, withIntermediateDirectories: true)
         let metrics = comm.isRoot ? try MetricsLog(outdir: s.outdir, keepThroughEpoch: s.resumePath == nil ? 0 : step / stepsPerEpoch) : nil
         let board = (comm.isRoot && s.tensorboard) ? try TensorBoardWriter(directory: s.outdir + "/tb") : nil
         if comm.isRoot { try writeConfig(net: net, trainImages: data.train.count, testImages: data.test.count, stepsPerEpoch: stepsPerEpoch) }
@@ -93,8 +113,9 @@ public final class Trainer {
                 let sgd = SGD(learningRate: lr, momentum: s.momentum, weightDecay: s.weightDecay, nesterov: s.nesterov)
                 let (loss, right) = trainStep(net, images: images, labels: labels, n: perRank, optimizer: sgd)
                 guard loss.isFinite else {
-                    throw ResNeXtError("loss is \(loss) at step \(step + 1) (epoch \(epoch + 1)): training diverged; lower --lr or check the data")
+                    throw CollectiveError("loss is \(loss) at step \(step + 1) (epoch \(epoch + 1)): training diverged; lower --lr or check the data")
                 }
+                try fault?.fire(rank: rank, step: step + 1, net: net)
                 lossSum += loss; correct += right; steps += 1
                 step += 1
                 if let every = s.checkEvery, step % every == 0 { try checkReplicas(net, step: step) }
@@ -220,7 +241,7 @@ public final class Trainer {
         comm.allreduceSum(&all)
         let differ = all.indices.filter { all[$0] != all[0] }
         if !differ.isEmpty {
-            throw ResNeXtError("replica check failed at step \(step): rank(s) \(differ.map(String.init).joined(separator: ", ")) hold different weights or BN buffers than rank 0")
+            throw CollectiveError("replica check failed at step \(step): rank(s) \(differ.map(String.init).joined(separator: ", ")) hold different weights or BN buffers than rank 0")
         }
     }
 
@@ -256,5 +277,31 @@ extension ResNeXt where T == Float {
         }
         for c in store.counters { h = (h ^ UInt64(bitPattern: c)) &* 0x100_0000_01B3 }
         return Double(h >> 11)
+    }
+}
+
+/// A fault injected for tests through `RESNEXT_INJECT_FAULT=rank=R,step=S,kind=error|diverge`:
+/// at step S, rank R fails with an error (`error`) or silently changes one weight (`diverge`).
+struct InjectedFault {
+    let rank: Int, step: Int, kind: String
+
+    static func fromEnvironment() -> InjectedFault? {
+        guard let spec = ProcessInfo.processInfo.environment["RESNEXT_INJECT_FAULT"] else { return nil }
+        var fields: [String: String] = [:]
+        for part in spec.split(separator: ",") {
+            let kv = part.split(separator: "=", maxSplits: 1).map(String.init)
+            if kv.count == 2 { fields[kv[0]] = kv[1] }
+        }
+        guard let r = fields["rank"].flatMap(Int.init), let st = fields["step"].flatMap(Int.init) else { return nil }
+        return InjectedFault(rank: r, step: st, kind: fields["kind"] ?? "error")
+    }
+
+    func fire(rank: Int, step: Int, net: ResNeXt<Float>) throws {
+        guard rank == self.rank, step == self.step else { return }
+        if kind == "diverge" {
+            net.store.params.base[0] += 1e-3
+        } else {
+            throw ResNeXtError("injected fault at step \(step)")
+        }
     }
 }

@@ -1,10 +1,12 @@
 import ArgumentParser
 import Foundation
 import ResNeXt
+import ResNeXtTrain
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Time training steps on random data: images/s, ms per step, effective GFLOP/s, peak memory.")
+        abstract: "Time training steps on random data: images/s, ms per step, effective GFLOP/s, peak memory.",
+        discussion: "Under mpirun each process takes batch-size / P images and gradients are allreduced, as in training.")
 
     @OptionGroup var model: ModelOptions
     @Option(name: .customLong("batch-size"), help: "Images per step.")
@@ -26,42 +28,71 @@ struct Bench: ParsableCommand {
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
         guard steps >= 1 else { throw ValidationError("--steps must be at least 1") }
         do { try ResNeXtConfig.validateBatch(batchSize, bnGroup: bnGroup) } catch { throw ValidationError("\(error)") }
+        do { try ResNeXtConfig(depth: model.depth, cardinality: model.cardinality, baseChannels: model.baseChannels).validate() }
+        catch { throw ValidationError("\(error)") }
     }
 
     func run() throws {
+        let comm = makeCommunicator()
+        defer { finishCommunicator(comm) }
+        guard batchSize % (comm.size * bnGroup) == 0 else {
+            if comm.isRoot {
+                FileHandleOutput.standardError.write("error: --batch-size \(batchSize) is not divisible by \(comm.size) processes x --bn-group \(bnGroup)\n")
+            }
+            finishCommunicator(comm)
+            throw ExitCode(1)
+        }
         setBLASThreads(threads)
+        let perRank = batchSize / comm.size
         let config = ResNeXtConfig(depth: model.depth, cardinality: model.cardinality, baseChannels: model.baseChannels)
         let net: ResNeXt<Float>
-        do { net = try ResNeXt(config, maxBatch: batchSize) } catch { throw ValidationError("\(error)") }
+        do { net = try ResNeXt<Float>(config, maxBatch: perRank) } catch { throw ValidationError("\(error)") }
         net.initialize(seed: seed)
-        var rng = SplitMix64(seed: seed &+ 1)
-        let images = (0..<(batchSize * 3 * 32 * 32)).map { _ in Float(rng.nextNormal()) }
-        let labels = (0..<batchSize).map { _ in Int32(rng.nextInt(below: 10)) }
+        var rng = SplitMix64(seed: seed &+ 1 &+ UInt64(comm.rank))
+        let images = (0..<(perRank * 3 * 32 * 32)).map { _ in Float(rng.nextNormal()) }
+        let labels = (0..<perRank).map { _ in Int32(rng.nextInt(below: 10)) }
         let sgd = SGD(learningRate: 0.01)
-        var times: [Double] = []
+        let store = net.store
+        var times: [Double] = [], communication: [Double] = []
         images.withUnsafeBufferPointer { img in
             labels.withUnsafeBufferPointer { lab in
                 for i in 0...steps {
                     if i == 1 { Profile.reset(); Profile.enabled = profile }
-                    let t0 = DispatchTime.now().uptimeNanoseconds
-                    net.trainStep(images: img.baseAddress!, labels: lab.baseAddress!, n: batchSize, bnGroup: bnGroup,
-                                  optimizer: sgd)
-                    let t = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
-                    if i > 0 { times.append(t) }
+                    comm.barrier()
+                    let t0 = Profile.now()
+                    Profile.measure(.optimizer) { store.grads.zero() }
+                    net.forward(img.baseAddress!, n: perRank, mode: .training(bnGroup: bnGroup))
+                    _ = net.loss(labels: lab.baseAddress!, n: perRank, divisor: batchSize)
+                    net.backward(n: perRank, bnGroup: bnGroup)
+                    let c0 = Profile.now()
+                    Profile.measure(.communication) {
+                        comm.allreduceSum(store.grads.base, count: store.grads.count)
+                        comm.allreduceSum(store.batchStats.base, count: store.batchStats.count)
+                    }
+                    let c1 = Profile.now()
+                    Profile.measure(.batchNorm) { store.updateRunningStatistics(groups: batchSize / bnGroup) }
+                    Profile.measure(.optimizer) { sgd.step(store) }
+                    let t = Profile.now() - t0
+                    if i > 0 { times.append(t); communication.append(c1 - c0) }
                 }
             }
         }
         Profile.enabled = false
         let median = times.sorted()[times.count / 2]
+        let commMedian = communication.sorted()[communication.count / 2]
         let imagesPerSecond = Double(batchSize) / median
         let gflops = 6 * Double(net.macsPerImage) * imagesPerSecond / 1e9
-        let peak = Double(peakResidentBytes() ?? 0) / 1_048_576.0
+        var peaks = [Double](repeating: 0, count: comm.size)
+        peaks[comm.rank] = Double(peakResidentBytes() ?? 0) / 1_048_576.0
+        comm.allreduceSum(&peaks)
+        guard comm.isRoot else { return }
+        let peak = peaks.max() ?? 0
         if json {
-            print("{\"model\":\"\(config)\",\"batch\":\(batchSize),\"bn_group\":\(bnGroup),\"threads\":\(threads),\"steps\":\(steps),\"images_per_s\":\(String(format: "%.2f", imagesPerSecond)),\"ms_per_step\":\(String(format: "%.1f", median * 1000)),\"gflops\":\(String(format: "%.1f", gflops)),\"peak_mib\":\(String(format: "%.0f", peak))}")
+            print("{\"model\":\"\(config)\",\"processes\":\(comm.size),\"batch\":\(batchSize),\"per_process_batch\":\(perRank),\"bn_group\":\(bnGroup),\"threads\":\(threads),\"steps\":\(steps),\"images_per_s\":\(String(format: "%.2f", imagesPerSecond)),\"ms_per_step\":\(String(format: "%.1f", median * 1000)),\"allreduce_ms\":\(String(format: "%.2f", commMedian * 1000)),\"gflops\":\(String(format: "%.1f", gflops)),\"peak_mib_per_process\":\(String(format: "%.0f", peak))}")
         } else {
-            print("\(config), batch \(batchSize), BN group \(bnGroup), \(threads) thread(s), \(net.store.parameterCount) parameters, \(String(format: "%.3f", Double(net.macsPerImage) / 1e9)) GMAC/image")
-            print(String(format: "median of %d steps: %.1f ms/step, %.2f images/s, %.1f GFLOP/s effective, peak memory %.0f MiB",
-                         steps, median * 1000, imagesPerSecond, gflops, peak))
+            print("\(config), \(comm.size) process(es) x \(perRank) images = batch \(batchSize), BN group \(bnGroup), \(threads) thread(s) each, \(net.store.parameterCount) parameters, \(String(format: "%.3f", Double(net.macsPerImage) / 1e9)) GMAC/image")
+            print(String(format: "median of %d steps: %.1f ms/step (allreduce %.2f ms), %.2f images/s, %.1f GFLOP/s effective, peak memory %.0f MiB per process",
+                         steps, median * 1000, commMedian * 1000, imagesPerSecond, gflops, peak))
         }
         if profile { print(Self.profileTable(steps: steps, total: times.reduce(0, +))) }
     }

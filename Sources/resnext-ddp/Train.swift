@@ -75,7 +75,3 @@ struct Train: ParsableCommand {
     }
 }
 
-/// Reports an error once and stops the whole job with a non-zero status.
-func fail(_ comm: Communicator, _ error: Error) -> Never {
-    comm.abort("\(error)")
-}

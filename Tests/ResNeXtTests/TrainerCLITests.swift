@@ -153,6 +153,55 @@ import Testing
     /// shuffling, the trainer's model.safetensors equals the fixture's last state (README tolerance).
     @Test func fixtureExactRuns() throws {
         for name in try Fixtures.modelFiles() {
+            try Self.checkFixtureRun(try ModelCase(name), name: name) { try CLI.run($0) }
+        }
+    }
+
+    /// Trains a fixture's case through the command line (`launch` runs the arguments, directly or
+    /// under mpirun) and compares model.safetensors with the fixture's last state.
+    static func checkFixtureRun(_ c: ModelCase, name: String, launch: ([String]) throws -> CLI.Result) throws {
+        let data = try temporaryDirectory(), out = try temporaryDirectory()
+        let raw = try c.file.bytes("raw")
+        try Data(raw).write(to: URL(fileURLWithPath: data + "/data_batch_1.bin"))
+        try Data(raw).write(to: URL(fileURLWithPath: data + "/test_batch.bin"))
+        let initial = try ResNeXt<Float>(c.config, maxBatch: 1)
+        try initial.loadStateDict(c.file, prefix: "init.")
+        try initial.saveStateDict(to: data + "/init.safetensors")
+        let r = try launch(["train", "--depth", "\(c.config.depth)", "--cardinality", "\(c.config.cardinality)",
+                            "--base-channels", "\(c.config.baseChannels)", "--init", data + "/init.safetensors",
+                            "--no-augment", "--no-shuffle", "--lr", "\(c.optimizer.learningRate)",
+                            "--momentum", "\(c.optimizer.momentum)", "--weight-decay", "\(c.optimizer.weightDecay)",
+                            "--nesterov", "\(c.optimizer.nesterov)", "--batch-size", "\(c.batch)", "--bn-group", "\(c.bnGroup)",
+                            "--max-steps", "\(c.steps)", "--data-dir", data, "--outdir", out])
+        #expect(r.status == 0, "\(r.output)")
+        let model = try SafeTensorsFile(path: out + "/model.safetensors")
+        var misses: [String] = []
+        for tensor in model.names {
+            let ref = "step\(c.steps).\(tensor)"
+            if tensor.hasSuffix("num_batches_tracked") {
+                #expect(try model.int64s(tensor) == c.file.int64s(ref), "\(name) \(tensor)")
+            } else {
+                let err = relativeError(try model.floats(tensor), try c.file.doubles(ref))
+                if !(err < ModelFixtureTests.stateTolerance) { misses.append("\(tensor) \(String(format: "%.3g", err))") }
+            }
+        }
+        if misses.isEmpty { return }
+        // A miss is excused only where float32 rounding alone puts the tolerance out of reach
+        // (measured; see ModelFixtureTests.report and float32Spread).
+        let (spread, noise) = try ModelFixtureTests.float32Spread(c)
+        let summary = "\(name): final state misses \(ModelFixtureTests.stateTolerance): \(misses.joined(separator: ", "))"
+        if 2 * spread > ModelFixtureTests.stateTolerance {
+            withKnownIssue("float32 gradient noise of \(String(format: "%.2g", noise)) (our step-1 error) moves this trajectory's final state by \(String(format: "%.3g", spread))", isIntermittent: true) {
+                Issue.record(Comment(rawValue: summary))
+            }
+        } else {
+            Issue.record(Comment(rawValue: summary + " (float32 spread only \(String(format: "%.3g", spread)))"))
+        }
+    }
+
+    /// The trainer computes exactly what the engine computes, bit for bit (same thread count).
+    @Test func trainerEqualsEngine() throws {
+        for name in try Fixtures.modelFiles() {
             let c = try ModelCase(name)
             let data = try temporaryDirectory(), out = try temporaryDirectory()
             let raw = try c.file.bytes("raw")
@@ -169,32 +218,9 @@ import Testing
                                  "--max-steps", "\(c.steps)", "--data-dir", data, "--outdir", out])
             #expect(r.status == 0, "\(r.output)")
             let model = try SafeTensorsFile(path: out + "/model.safetensors")
-            var misses: [String] = []
-            for tensor in model.names {
-                let ref = "step\(c.steps).\(tensor)"
-                if tensor.hasSuffix("num_batches_tracked") {
-                    #expect(try model.int64s(tensor) == c.file.int64s(ref), "\(name) \(tensor)")
-                } else {
-                    let err = relativeError(try model.floats(tensor), try c.file.doubles(ref))
-                    if !(err < ModelFixtureTests.stateTolerance) { misses.append("\(tensor) \(String(format: "%.3g", err))") }
-                }
-            }
-            // the trainer computes exactly what the engine computes (same thread count)
             let engine = try ModelFixtureTests.finalState(c)
             for tensor in model.names where !tensor.hasSuffix("num_batches_tracked") {
                 #expect(try model.floats(tensor).map(Double.init) == engine[tensor]!, "\(name) \(tensor): trainer and engine differ")
-            }
-            if misses.isEmpty { continue }
-            // A miss is excused only where float32 rounding alone puts the tolerance out of reach
-            // (measured; see ModelFixtureTests.report and float32Spread).
-            let (spread, noise) = try ModelFixtureTests.float32Spread(c)
-            let summary = "\(name): final state misses \(ModelFixtureTests.stateTolerance): \(misses.joined(separator: ", "))"
-            if 2 * spread > ModelFixtureTests.stateTolerance {
-                withKnownIssue("float32 gradient noise of \(String(format: "%.2g", noise)) (our step-1 error) moves this trajectory's final state by \(String(format: "%.3g", spread))", isIntermittent: true) {
-                    Issue.record(Comment(rawValue: summary))
-                }
-            } else {
-                Issue.record(Comment(rawValue: summary + " (float32 spread only \(String(format: "%.3g", spread)))"))
             }
         }
     }

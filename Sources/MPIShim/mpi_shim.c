@@ -1,0 +1,85 @@
+#include "mpi_shim.h"
+
+#include <limits.h>
+#include <mpi.h>
+#include <string.h>
+
+int mpi_shim_init(void) {
+    int initialized = 0;
+    MPI_Initialized(&initialized);
+    if (initialized) return MPI_SUCCESS;
+    int rc = MPI_Init(NULL, NULL);
+    if (rc == MPI_SUCCESS) MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+    return rc;
+}
+
+int mpi_shim_finalize(void) {
+    int initialized = 0, finalized = 0;
+    MPI_Initialized(&initialized);
+    MPI_Finalized(&finalized);
+    if (!initialized || finalized) return MPI_SUCCESS;
+    return MPI_Finalize();
+}
+
+int mpi_shim_rank(void) {
+    int rank = 0;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    return rank;
+}
+
+int mpi_shim_size(void) {
+    int size = 1;
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    return size;
+}
+
+int mpi_shim_allreduce_float_sum(float *buffer, size_t count) {
+    while (count > 0) {
+        int n = count > (size_t)INT_MAX ? INT_MAX : (int)count;
+        int rc = MPI_Allreduce(MPI_IN_PLACE, buffer, n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+        if (rc != MPI_SUCCESS) return rc;
+        buffer += n;
+        count -= (size_t)n;
+    }
+    return MPI_SUCCESS;
+}
+
+int mpi_shim_allreduce_double_sum(double *buffer, size_t count) {
+    while (count > 0) {
+        int n = count > (size_t)INT_MAX ? INT_MAX : (int)count;
+        int rc = MPI_Allreduce(MPI_IN_PLACE, buffer, n, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+        if (rc != MPI_SUCCESS) return rc;
+        buffer += n;
+        count -= (size_t)n;
+    }
+    return MPI_SUCCESS;
+}
+
+int mpi_shim_broadcast(void *buffer, size_t bytes, int root) {
+    char *p = (char *)buffer;
+    while (bytes > 0) {
+        int n = bytes > (size_t)INT_MAX ? INT_MAX : (int)bytes;
+        int rc = MPI_Bcast(p, n, MPI_BYTE, root, MPI_COMM_WORLD);
+        if (rc != MPI_SUCCESS) return rc;
+        p += n;
+        bytes -= (size_t)n;
+    }
+    return MPI_SUCCESS;
+}
+
+int mpi_shim_barrier(void) { return MPI_Barrier(MPI_COMM_WORLD); }
+
+void mpi_shim_abort(int code) { MPI_Abort(MPI_COMM_WORLD, code); }
+
+void mpi_shim_error_string(int code, char *out, size_t length) {
+    char text[MPI_MAX_ERROR_STRING];
+    int n = 0;
+    if (MPI_Error_string(code, text, &n) != MPI_SUCCESS) n = 0;
+    text[n < MPI_MAX_ERROR_STRING ? n : MPI_MAX_ERROR_STRING - 1] = 0;
+    if (length > 0) {
+        strncpy(out, text, length - 1);
+        out[length - 1] = 0;
+    }
+}
+
+double mpi_shim_wtime(void) { return MPI_Wtime(); }

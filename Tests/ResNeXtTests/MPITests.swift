@@ -1,0 +1,151 @@
+import Foundation
+import ResNeXt
+import ResNeXtTrain
+import Testing
+
+/// Runs the executable under real `mpirun` (as root it needs Open MPI's two permission variables;
+/// more ranks than cores need --oversubscribe). Every run is bounded by `timeout`, so a rank left
+/// hanging fails the test instead of stalling the suite.
+enum MPI {
+    static func run(_ np: Int, _ arguments: [String], environment: [String: String] = [:], seconds: Int = 180) throws -> CLI.Result {
+        var env = environment
+        env["OMPI_ALLOW_RUN_AS_ROOT"] = "1"
+        env["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
+        env["OMPI_MCA_rmaps_base_oversubscribe"] = "1"
+        return try CLI.run(["timeout", "\(seconds)", "mpirun", "-np", "\(np)", "--oversubscribe", CLI.executable] + arguments,
+                           executable: "/usr/bin/env", environment: env)
+    }
+
+    /// Multiple-program launch: one argument list per rank.
+    static func runPerRank(_ perRank: [[String]], seconds: Int = 180) throws -> CLI.Result {
+        var args = ["timeout", "\(seconds)", "mpirun", "--oversubscribe"]
+        for (i, a) in perRank.enumerated() {
+            if i > 0 { args.append(":") }
+            args += ["-np", "1", CLI.executable] + a
+        }
+        return try CLI.run(args, executable: "/usr/bin/env", environment: [
+            "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"])
+    }
+}
+
+/// The largest relative L2 difference over the float tensors of two model files.
+func worstDifference(_ a: String, _ b: String) throws -> (Double, String) {
+    let x = try SafeTensorsFile(path: a), y = try SafeTensorsFile(path: b)
+    var worst = (0.0, "")
+    for name in x.names where x.tensors[name]!.dtype == .f32 {
+        let e = relativeError(try x.floats(name), try y.doubles(name))
+        if e > worst.0 { worst = (e, name) }
+    }
+    return worst
+}
+
+@Suite(.serialized) struct MPITests {
+    static let tiny = ["--depth", "11", "--cardinality", "2", "--base-channels", "2"]
+
+    /// The same seed, batch and BN group give the same model at P = 1, 2, 4 (to relative 1e-5: only
+    /// the summation order differs), without and with augmentation and shuffling.
+    @Test(arguments: [false, true]) func resultDoesNotDependOnProcessCount(augmented: Bool) throws {
+        let data = try SyntheticCIFAR.folder(train: [("data_batch_1.bin", 48)], test: 12)
+        var args = ["train"] + Self.tiny + ["--epochs", "2", "--batch-size", "16", "--bn-group", "4", "--max-steps", "4",
+                                            "--data-dir", data, "--seed", "3"]
+        if !augmented { args += ["--no-augment", "--no-shuffle"] }
+        var outs: [Int: String] = [:]
+        for p in [1, 2, 4] {
+            let out = try temporaryDirectory()
+            let r = try MPI.run(p, args + ["--outdir", out])
+            #expect(r.status == 0, "P=\(p): \(r.output)")
+            #expect(r.stdout.contains("\(p) process(es) x \(16 / p) images = batch 16; \(4 / p) BN group(s) of 4 per process"), "\(r.stdout)")
+            let config = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/config.json"))) as! [String: Any]
+            #expect(config["processes"] as? Int == p && config["per_process_batch"] as? Int == 16 / p)
+            outs[p] = out
+        }
+        for p in [2, 4] {
+            let (worst, name) = try worstDifference(outs[p]! + "/model.safetensors", outs[1]! + "/model.safetensors")
+            #expect(worst < 1e-5, "P=\(p) vs P=1: \(name) differs by \(worst)")
+            // the evaluation is sharded, its sums exact: the same test accuracy
+            let a = try String(contentsOfFile: outs[p]! + "/metrics.jsonl", encoding: .utf8)
+            let b = try String(contentsOfFile: outs[1]! + "/metrics.jsonl", encoding: .utf8)
+            let ra = try a.split(separator: "\n").map { try JSONDecoder().decode(EpochMetrics.self, from: Data($0.utf8)) }
+            let rb = try b.split(separator: "\n").map { try JSONDecoder().decode(EpochMetrics.self, from: Data($0.utf8)) }
+            #expect(ra.map(\.testAccuracy) == rb.map(\.testAccuracy), "P=\(p)")
+            #expect(zip(ra, rb).allSatisfy { abs($0.trainLoss - $1.trainLoss) < 1e-5 * abs($1.trainLoss) }, "P=\(p)")
+        }
+    }
+
+    /// The fixture-exact run under mpirun -np 2 and -np 4, for every fixture whose batch allows it.
+    @Test func fixtureExactRunsUnderMPI() throws {
+        var ran = 0
+        for name in try Fixtures.modelFiles() {
+            let c = try ModelCase(name)
+            for p in [2, 4] where c.batch % (p * c.bnGroup) == 0 {
+                try TrainerCLITests.checkFixtureRun(c, name: name) { args in try MPI.run(p, args) }
+                ran += 1
+            }
+        }
+        #expect(ran >= 1, "no public fixture allows 2 processes")
+    }
+
+    @Test func batchNotDivisibleIsRefusedOnceBeforeAnyWork() throws {
+        let data = try SyntheticCIFAR.folder(train: [("data_batch_1.bin", 32)], test: 8)
+        let out = try temporaryDirectory()
+        let r = try MPI.run(4, ["train"] + Self.tiny + ["--batch-size", "24", "--bn-group", "4", "--data-dir", data, "--outdir", out])
+        #expect(r.status != 0)
+        let lines = r.stderr.split(separator: "\n").filter { $0.hasPrefix("error") }
+        #expect(lines == ["error: --batch-size 24 is not divisible by 4 processes x --bn-group 4: each process needs a whole number of BN groups (choose a batch that is a multiple of 16)"], "\(r.output)")
+        #expect(!FileManager.default.fileExists(atPath: out + "/config.json"), "no work done")
+    }
+
+    @Test func fewerTestImagesThanRanks() throws {
+        let data = try SyntheticCIFAR.folder(train: [("data_batch_1.bin", 32)], test: 1)
+        let r = try MPI.run(2, ["train"] + Self.tiny + ["--batch-size", "8", "--bn-group", "4", "--data-dir", data,
+                                                         "--outdir", try temporaryDirectory()])
+        #expect(r.status != 0)
+        let lines = r.stderr.split(separator: "\n").filter { $0.hasPrefix("error") }
+        #expect(lines.count == 1 && lines[0].contains("1 test images for 2 processes"), "\(r.output)")
+    }
+
+    /// A failure on one rank during training ends the whole job with that rank's message.
+    @Test func oneRankFailingAbortsTheJob() throws {
+        let data = try SyntheticCIFAR.folder(train: [("data_batch_1.bin", 64)], test: 8)
+        let r = try MPI.run(2, ["train"] + Self.tiny + ["--epochs", "50", "--batch-size", "8", "--bn-group", "4",
+                                                         "--data-dir", data, "--outdir", try temporaryDirectory()],
+                            environment: ["RESNEXT_INJECT_FAULT": "rank=1,step=3,kind=error"], seconds: 120)
+        #expect(r.status != 0 && r.status != 124, "exit \(r.status) (124 = hung): \(r.output)")
+        #expect(r.stderr.contains("error (rank 1 of 2): injected fault at step 3"), "\(r.output)")
+    }
+
+    /// A rank that cannot read its data stops every rank at start-up; its message is printed once.
+    @Test func oneRankWithBadDataStopsAllAtStartup() throws {
+        let good = try SyntheticCIFAR.folder(train: [("data_batch_1.bin", 16)], test: 4)
+        let bad = try SyntheticCIFAR.folder(train: [("data_batch_1.bin", 16)], test: 4)
+        try Data([1, 2, 3]).write(to: URL(fileURLWithPath: bad + "/data_batch_1.bin"))
+        let out = try temporaryDirectory()
+        let common = ["train"] + Self.tiny + ["--batch-size", "8", "--bn-group", "4", "--outdir", out]
+        let r = try MPI.runPerRank([common + ["--data-dir", good], common + ["--data-dir", bad]], seconds: 120)
+        #expect(r.status != 0 && r.status != 124, "exit \(r.status): \(r.output)")
+        let lines = r.stderr.split(separator: "\n").filter { $0.hasPrefix("error") }
+        #expect(lines == ["error: \(bad)/data_batch_1.bin: 3 bytes is not a whole number of 3073-byte CIFAR-10 records (expected a multiple of 3073, 30730000 for a full batch file); the file is truncated or not CIFAR-10 binary"], "\(r.output)")
+    }
+
+    /// Replicas that drift apart are caught by the checksum comparison, naming ranks and step.
+    @Test func replicaMismatchIsDetected() throws {
+        let data = try SyntheticCIFAR.folder(train: [("data_batch_1.bin", 64)], test: 8)
+        let r = try MPI.run(2, ["train"] + Self.tiny + ["--epochs", "2", "--batch-size", "8", "--bn-group", "4", "--check-every", "1",
+                                                         "--data-dir", data, "--outdir", try temporaryDirectory()],
+                            environment: ["RESNEXT_INJECT_FAULT": "rank=1,step=2,kind=diverge"], seconds: 120)
+        #expect(r.status != 0)
+        #expect(r.stderr.contains("error: replica check failed at step 2: rank(s) 1 hold different weights or BN buffers than rank 0"), "\(r.output)")
+    }
+
+    /// Resuming under mpirun is exact too; every rank reads the checkpoint.
+    @Test func resumeUnderMPIIsExact() throws {
+        let data = try SyntheticCIFAR.folder(train: [("data_batch_1.bin", 32)], test: 8)
+        let a = try temporaryDirectory(), b = try temporaryDirectory()
+        let common = ["train"] + Self.tiny + ["--epochs", "2", "--batch-size", "8", "--bn-group", "4", "--data-dir", data]
+        #expect(try MPI.run(2, common + ["--outdir", a]).status == 0)
+        #expect(try MPI.run(2, common + ["--outdir", b, "--max-steps", "5"]).status == 0)
+        let r = try MPI.run(2, common + ["--outdir", b, "--resume", b])
+        #expect(r.status == 0, "\(r.output)")
+        #expect(try Data(contentsOf: URL(fileURLWithPath: a + "/model.safetensors")) == Data(contentsOf: URL(fileURLWithPath: b + "/model.safetensors")))
+    }
+}
