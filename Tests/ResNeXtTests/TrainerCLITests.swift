@@ -159,20 +159,27 @@ import Testing
 
     /// Trains a fixture's case through the command line (`launch` runs the arguments, directly or
     /// under mpirun) and compares model.safetensors with the fixture's last state.
-    static func checkFixtureRun(_ c: ModelCase, name: String, launch: ([String]) throws -> CLI.Result) throws {
-        let data = try temporaryDirectory(), out = try temporaryDirectory()
+    /// A data folder holding the fixture's raw records (as training and test file) and its
+    /// `init.*` state, and the train command line that replays the fixture into `out`.
+    static func fixtureRun(_ c: ModelCase, out: String) throws -> [String] {
+        let data = try temporaryDirectory()
         let raw = try c.file.bytes("raw")
         try Data(raw).write(to: URL(fileURLWithPath: data + "/data_batch_1.bin"))
         try Data(raw).write(to: URL(fileURLWithPath: data + "/test_batch.bin"))
         let initial = try ResNeXt<Float>(c.config, maxBatch: 1)
         try initial.loadStateDict(c.file, prefix: "init.")
         try initial.saveStateDict(to: data + "/init.safetensors")
-        let r = try launch(["train", "--depth", "\(c.config.depth)", "--cardinality", "\(c.config.cardinality)",
-                            "--base-channels", "\(c.config.baseChannels)", "--init", data + "/init.safetensors",
-                            "--no-augment", "--no-shuffle", "--lr", "\(c.optimizer.learningRate)",
-                            "--momentum", "\(c.optimizer.momentum)", "--weight-decay", "\(c.optimizer.weightDecay)",
-                            "--nesterov", "\(c.optimizer.nesterov)", "--batch-size", "\(c.batch)", "--bn-group", "\(c.bnGroup)",
-                            "--max-steps", "\(c.steps)", "--data-dir", data, "--outdir", out])
+        return ["train", "--depth", "\(c.config.depth)", "--cardinality", "\(c.config.cardinality)",
+                "--base-channels", "\(c.config.baseChannels)", "--init", data + "/init.safetensors",
+                "--no-augment", "--no-shuffle", "--lr", "\(c.optimizer.learningRate)",
+                "--momentum", "\(c.optimizer.momentum)", "--weight-decay", "\(c.optimizer.weightDecay)",
+                "--nesterov", "\(c.optimizer.nesterov)", "--batch-size", "\(c.batch)", "--bn-group", "\(c.bnGroup)",
+                "--max-steps", "\(c.steps)", "--data-dir", data, "--outdir", out]
+    }
+
+    static func checkFixtureRun(_ c: ModelCase, name: String, launch: ([String]) throws -> CLI.Result) throws {
+        let out = try temporaryDirectory()
+        let r = try launch(try fixtureRun(c, out: out))
         #expect(r.status == 0, "\(r.output)")
         let model = try SafeTensorsFile(path: out + "/model.safetensors")
         var misses: [String] = []
@@ -203,19 +210,8 @@ import Testing
     @Test func trainerEqualsEngine() throws {
         for name in try Fixtures.modelFiles() {
             let c = try ModelCase(name)
-            let data = try temporaryDirectory(), out = try temporaryDirectory()
-            let raw = try c.file.bytes("raw")
-            try Data(raw).write(to: URL(fileURLWithPath: data + "/data_batch_1.bin"))
-            try Data(raw).write(to: URL(fileURLWithPath: data + "/test_batch.bin"))
-            let initial = try ResNeXt<Float>(c.config, maxBatch: 1)
-            try initial.loadStateDict(c.file, prefix: "init.")
-            try initial.saveStateDict(to: data + "/init.safetensors")
-            let r = try CLI.run(["train", "--depth", "\(c.config.depth)", "--cardinality", "\(c.config.cardinality)",
-                                 "--base-channels", "\(c.config.baseChannels)", "--init", data + "/init.safetensors",
-                                 "--no-augment", "--no-shuffle", "--lr", "\(c.optimizer.learningRate)",
-                                 "--momentum", "\(c.optimizer.momentum)", "--weight-decay", "\(c.optimizer.weightDecay)",
-                                 "--nesterov", "\(c.optimizer.nesterov)", "--batch-size", "\(c.batch)", "--bn-group", "\(c.bnGroup)",
-                                 "--max-steps", "\(c.steps)", "--data-dir", data, "--outdir", out])
+            let out = try temporaryDirectory()
+            let r = try CLI.run(try Self.fixtureRun(c, out: out))
             #expect(r.status == 0, "\(r.output)")
             let model = try SafeTensorsFile(path: out + "/model.safetensors")
             let engine = try ModelFixtureTests.finalState(c)
