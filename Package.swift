@@ -52,9 +52,14 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // Tests only: counts the heap allocations of a thread (interposes malloc in the test runner).
+        .target(
+            name: "AllocCounter",
+            path: "Tests/AllocCounter"
+        ),
         .testTarget(
             name: "ResNeXtTests",
-            dependencies: ["ResNeXt", "ResNeXtTrain", "resnext-ddp"],
+            dependencies: ["ResNeXt", "ResNeXtTrain", "resnext-ddp", "AllocCounter"],
             exclude: ["Data"]
         ),
     ]

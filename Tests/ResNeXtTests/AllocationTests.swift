@@ -1,0 +1,38 @@
+import AllocCounter
+import ResNeXt
+import Testing
+
+/// The steady-state training step allocates nothing: every activation, workspace and buffer is
+/// planned when the model is built. Counted by interposing malloc/calloc/realloc/posix_memalign/
+/// aligned_alloc on the calling thread (Tests/AllocCounter). With one OpenBLAS thread, as the
+/// tests and the launch scripts' one-thread ranks run. (OpenBLAS's own threaded GEMM, with more
+/// than one thread, allocates inside each call that it splits: 15 calls in this model's forward.)
+@Suite struct AllocationTests {
+    @Test func trainingStepAllocatesNothing() throws {
+        setBLASThreads(1)
+        let net = try ResNeXt<Float>(ResNeXtConfig(depth: 11, cardinality: 2, baseChannels: 4), maxBatch: 8)
+        net.initialize(seed: 1)
+        let images = randomArray(8 * 3072, seed: 2)
+        let labels: [Int32] = [0, 1, 2, 3, 4, 5, 6, 7]
+        let sgd = SGD(learningRate: 0.01)
+        var counts: [Int] = []
+        images.withUnsafeBufferPointer { img in
+            labels.withUnsafeBufferPointer { lab in
+                // the first step may warm up BLAS and the runtime; the next ones must not allocate
+                for step in 0..<4 {
+                    alloc_counter_start()
+                    net.trainStep(images: img.baseAddress!, labels: lab.baseAddress!, n: 8, bnGroup: 4, optimizer: sgd)
+                    net.forward(img.baseAddress!, n: 8, mode: .inference)
+                    let n = alloc_counter_stop()
+                    if step > 0 { counts.append(n) }
+                }
+            }
+        }
+        #expect(counts == [0, 0, 0], "allocations per step after warm-up: \(counts)")
+        // the counter itself works
+        alloc_counter_start()
+        let array = [Int](repeating: 1, count: 1000)
+        let n = alloc_counter_stop()
+        #expect(n >= 1 && array.count == 1000)
+    }
+}
