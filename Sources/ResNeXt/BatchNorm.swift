@@ -42,6 +42,8 @@ public final class BatchNorm<T: EngineScalar> {
 
     /// Training mode. x, y: (C, N, HW), y may equal x. n must be a multiple of `group`.
     /// With `relu`, y = max(0, bn(x)).
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
     public func forwardTraining(x: UnsafePointer<T>, y: UnsafeMutablePointer<T>, n: Int, hw: Int,
                                 group: Int, relu: Bool = false) {
         precondition(n % group == 0, "batch \(n) is not a multiple of the BN group \(group)")
@@ -84,6 +86,8 @@ public final class BatchNorm<T: EngineScalar> {
     }
 
     /// Evaluation mode with the running statistics. x, y: (C, N, HW), y may equal x.
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
     public func forwardInference(x: UnsafePointer<T>, y: UnsafeMutablePointer<T>, n: Int, hw: Int,
                                  relu: Bool = false) {
         let count = n * hw
@@ -103,6 +107,8 @@ public final class BatchNorm<T: EngineScalar> {
     /// Backward of the training forward (same n, group). x is the forward input; dy, dx: (C, N, HW),
     /// dx may equal dy. dGamma, dBeta accumulate; dx is written.
     /// With `reluOutput` (the forward's y when it ran with relu), dy is first masked by y > 0.
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
     public func backward(x: UnsafePointer<T>, dy: UnsafePointer<T>, dx: UnsafeMutablePointer<T>,
                          n: Int, hw: Int, group: Int, reluOutput: UnsafePointer<T>? = nil) {
         let groups = n / group, m = group * hw

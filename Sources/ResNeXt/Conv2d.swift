@@ -53,6 +53,8 @@ public final class Conv2d<T: EngineScalar> {
     }
 
     /// y (K, N, P, Q) = conv(x (C, N, H, W)). `col` holds `columnCount` floats.
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
     public func forward(x: UnsafePointer<T>, y: UnsafeMutablePointer<T>, n: Int, h: Int, w: Int,
                         col: UnsafeMutablePointer<T>) {
         let (p, q) = outputSize(h, w)
@@ -73,6 +75,8 @@ public final class Conv2d<T: EngineScalar> {
 
     /// Given dy (K, N, P, Q): dWeight += dL/dW (accumulates), and if dx is given,
     /// dx (C, N, H, W) = dL/dx (written, or added to when `accumulate`).
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
     public func backward(x: UnsafePointer<T>, dy: UnsafePointer<T>, dx: UnsafeMutablePointer<T>?,
                          accumulate: Bool = false, n: Int, h: Int, w: Int, col: UnsafeMutablePointer<T>) {
         let (p, q) = outputSize(h, w)

@@ -24,6 +24,8 @@ public final class Linear<T: EngineScalar> {
     }
 
     /// y (N, out) = x^T W^T + b, for x (in, N).
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
     public func forward(x: UnsafePointer<T>, y: UnsafeMutablePointer<T>, n: Int) {
         for i in 0..<n { (y + i * outFeatures).update(from: bias, count: outFeatures) }
         Profile.measure(.gemm) { T.gemm(transA: true, transB: true, m: n, n: outFeatures, k: inFeatures, alpha: 1, a: x, lda: n,
@@ -31,6 +33,8 @@ public final class Linear<T: EngineScalar> {
     }
 
     /// dW (out, in) += dy^T x^T, dB += sum_n dy, dx (in, N) = W^T dy^T (written).
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
     public func backward(x: UnsafePointer<T>, dy: UnsafePointer<T>, dx: UnsafeMutablePointer<T>?, n: Int) {
         Profile.measure(.gemm) { T.gemm(transA: true, transB: true, m: outFeatures, n: inFeatures, k: n, alpha: 1, a: dy, lda: outFeatures,
                b: x, ldb: n, beta: 1, c: dWeight, ldc: inFeatures) }
@@ -48,6 +52,8 @@ public final class Linear<T: EngineScalar> {
 /// (the global batch size, so that shards of one batch add up to PyTorch's mean loss).
 /// Writes dLogits = (softmax - onehot) / divisor. Returns the loss and the number of rows whose
 /// arg-max equals the label.
+@_specialize(where T == Float)
+@_specialize(where T == Double)
 public func softmaxCrossEntropy<T: EngineScalar>(logits: UnsafePointer<T>, labels: UnsafePointer<Int32>, n: Int, classes: Int,
                                 divisor: Int, dLogits: UnsafeMutablePointer<T>?) -> (loss: Double, correct: Int) {
     var total = 0.0
