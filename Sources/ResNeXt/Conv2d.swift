@@ -23,7 +23,12 @@ public final class Conv2d<T: EngineScalar> {
         self.inChannels = inChannels; self.outChannels = outChannels
         self.kernel = kernel; self.stride = stride; self.padding = padding; self.groups = groups
         weightOffset = layout.add(name + ".weight", [outChannels, inChannels / groups, kernel, kernel], .parameter)
+        columnBudget = Self.chunkBudget
     }
+
+    /// `chunkBudget` when the layer was built: the workspace it asks for and the chunks it uses
+    /// stay consistent even if the thread count changes later.
+    let columnBudget: Int
 
     public func bind(_ store: ParameterStore<T>) {
         weight = store.params.base + weightOffset
@@ -40,15 +45,16 @@ public final class Conv2d<T: EngineScalar> {
     var isPointwise: Bool { kernel == 1 && stride == 1 && padding == 0 }
 
     /// Column floats per chunk that im2col works in: the column buffer of a chunk of images stays
-    /// in cache between im2col and its GEMMs (about 2 MB), instead of streaming the whole batch's
-    /// columns (9x the input) through memory three times.
-    static var chunkBudget: Int { 1 << 19 }
+    /// in cache between im2col and its GEMMs (2 MB per BLAS thread, so that threaded GEMMs still
+    /// get wide enough products), instead of streaming the whole batch's columns (9x the input)
+    /// through memory three times. Fixed when the model is built (it sizes the workspace).
+    static var chunkBudget: Int { (1 << 19) * max(1, blasThreads) }
 
     /// Images per im2col chunk for a batch of n images of h x w.
     func imagesPerChunk(n: Int, h: Int, w: Int) -> Int {
         let (p, q) = outputSize(h, w)
         let perImage = (inChannels / groups) * kernel * kernel * p * q
-        return max(1, min(n, Self.chunkBudget / max(perImage, 1)))
+        return max(1, min(n, columnBudget / max(perImage, 1)))
     }
 
     /// Floats of column workspace this layer needs for a batch of n images of h x w.

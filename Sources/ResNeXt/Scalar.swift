@@ -36,5 +36,12 @@ extension Double: EngineScalar {
     public static var dtype: SafeTensorsDType { .f64 }
 }
 
-/// Sets the number of OpenBLAS threads.
-public func setBLASThreads(_ n: Int) { openblas_set_num_threads(Int32(n)) }
+/// The OpenBLAS thread count last set by `setBLASThreads` (1 until then).
+nonisolated(unsafe) public private(set) var blasThreads = 1
+
+/// Sets the number of OpenBLAS threads. Set it before building a model: the convolution
+/// workspace is sized for it.
+public func setBLASThreads(_ n: Int) {
+    blasThreads = n
+    openblas_set_num_threads(Int32(n))
+}

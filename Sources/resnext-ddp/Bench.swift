@@ -64,6 +64,8 @@ struct Bench: ParsableCommand {
                     net.forward(img.baseAddress!, n: perRank, mode: .training(bnGroup: bnGroup))
                     _ = net.loss(labels: lab.baseAddress!, n: perRank, divisor: batchSize)
                     net.backward(n: perRank, bnGroup: bnGroup)
+                    // the barrier keeps waiting for a slower rank out of the allreduce time
+                    if comm.size > 1 { comm.barrier() }
                     let c0 = Profile.now()
                     Profile.measure(.communication) {
                         comm.allreduceSum(store.grads.base, count: store.grads.count)
