@@ -159,22 +159,12 @@ public final class Trainer {
 
     /// One data-parallel step; returns this step's global mean loss and global correct count.
     func trainStep(_ net: ResNeXt<Float>, images: [Float], labels: [Int32], n: Int, optimizer: SGD) -> (Double, Double) {
-        let store = net.store
         let result = images.withUnsafeBufferPointer { img in
             labels.withUnsafeBufferPointer { lab in
-                Profile.measure(.optimizer) { store.grads.zero() }
-                net.forward(img.baseAddress!, n: n, mode: .training(bnGroup: settings.bnGroup))
-                let r = net.loss(labels: lab.baseAddress!, n: n, divisor: settings.batchSize)
-                net.backward(n: n, bnGroup: settings.bnGroup)
-                return r
+                DataParallel.step(net, images: img.baseAddress!, labels: lab.baseAddress!, n: n, globalBatch: settings.batchSize,
+                                  bnGroup: settings.bnGroup, optimizer: optimizer, comm: comm)
             }
         }
-        Profile.measure(.communication) {
-            comm.allreduceSum(store.grads.base, count: store.grads.count)
-            comm.allreduceSum(store.batchStats.base, count: store.batchStats.count)
-        }
-        Profile.measure(.batchNorm) { store.updateRunningStatistics(groups: settings.batchSize / settings.bnGroup) }
-        Profile.measure(.optimizer) { optimizer.step(store) }
         var sums = [result.loss, Double(result.correct)]
         comm.allreduceSum(&sums)
         return (sums[0], sums[1])
@@ -303,5 +293,34 @@ struct InjectedFault {
         } else {
             throw ResNeXtError("injected fault at step \(step)")
         }
+    }
+}
+
+/// The data-parallel training step, shared by `train` and `bench`.
+public enum DataParallel {
+    /// Zero the gradients; forward and backward this process's n images (its shard of a global
+    /// batch, loss divided by the global batch); sum gradients and BN batch statistics over the
+    /// ranks; move the running statistics; take the SGD step. Returns this process's share of the
+    /// loss, its correct predictions, and the seconds spent in the two allreduces (after a
+    /// barrier when `timeAllreduce`, so that waiting for a slower rank is not counted).
+    @discardableResult
+    public static func step(_ net: ResNeXt<Float>, images: UnsafePointer<Float>, labels: UnsafePointer<Int32>, n: Int,
+                            globalBatch: Int, bnGroup: Int, optimizer: SGD, comm: Communicator,
+                            timeAllreduce: Bool = false) -> (loss: Double, correct: Int, allreduceSeconds: Double) {
+        let store = net.store
+        Profile.measure(.optimizer) { store.grads.zero() }
+        net.forward(images, n: n, mode: .training(bnGroup: bnGroup))
+        let result = net.loss(labels: labels, n: n, divisor: globalBatch)
+        net.backward(n: n, bnGroup: bnGroup)
+        if timeAllreduce && comm.size > 1 { comm.barrier() }
+        let t0 = Profile.now()
+        Profile.measure(.communication) {
+            comm.allreduceSum(store.grads.base, count: store.grads.count)
+            comm.allreduceSum(store.batchStats.base, count: store.batchStats.count)
+        }
+        let seconds = Profile.now() - t0
+        Profile.measure(.batchNorm) { store.updateRunningStatistics(groups: globalBatch / bnGroup) }
+        Profile.measure(.optimizer) { optimizer.step(store) }
+        return (result.loss, result.correct, seconds)
     }
 }

@@ -52,7 +52,6 @@ struct Bench: ParsableCommand {
         let images = (0..<(perRank * 3 * 32 * 32)).map { _ in Float(rng.nextNormal()) }
         let labels = (0..<perRank).map { _ in Int32(rng.nextInt(below: 10)) }
         let sgd = SGD(learningRate: 0.01)
-        let store = net.store
         var times: [Double] = [], communication: [Double] = []
         images.withUnsafeBufferPointer { img in
             labels.withUnsafeBufferPointer { lab in
@@ -60,22 +59,11 @@ struct Bench: ParsableCommand {
                     if i == 1 { Profile.reset(); Profile.enabled = profile }
                     comm.barrier()
                     let t0 = Profile.now()
-                    Profile.measure(.optimizer) { store.grads.zero() }
-                    net.forward(img.baseAddress!, n: perRank, mode: .training(bnGroup: bnGroup))
-                    _ = net.loss(labels: lab.baseAddress!, n: perRank, divisor: batchSize)
-                    net.backward(n: perRank, bnGroup: bnGroup)
-                    // the barrier keeps waiting for a slower rank out of the allreduce time
-                    if comm.size > 1 { comm.barrier() }
-                    let c0 = Profile.now()
-                    Profile.measure(.communication) {
-                        comm.allreduceSum(store.grads.base, count: store.grads.count)
-                        comm.allreduceSum(store.batchStats.base, count: store.batchStats.count)
-                    }
-                    let c1 = Profile.now()
-                    Profile.measure(.batchNorm) { store.updateRunningStatistics(groups: batchSize / bnGroup) }
-                    Profile.measure(.optimizer) { sgd.step(store) }
+                    let step = DataParallel.step(net, images: img.baseAddress!, labels: lab.baseAddress!, n: perRank,
+                                                 globalBatch: batchSize, bnGroup: bnGroup, optimizer: sgd, comm: comm,
+                                                 timeAllreduce: true)
                     let t = Profile.now() - t0
-                    if i > 0 { times.append(t); communication.append(c1 - c0) }
+                    if i > 0 { times.append(t); communication.append(step.allreduceSeconds) }
                 }
             }
         }
