@@ -184,18 +184,23 @@ public final class ResNeXt<T: EngineScalar> {
         stem.backward(x: input.base, dy: dy, dx: nil, n: n, h: size, w: size, col: col.base)
     }
 
-    /// One complete single-process training step on n images with BN groups of `bnGroup`:
-    /// zero gradients, forward, loss, backward, running statistics, SGD. Returns (loss, correct).
+    /// One complete training step on n images with BN groups of `bnGroup`: zero gradients,
+    /// forward, loss, backward, then `beforeUpdate` (where data parallelism sums gradients and BN
+    /// batch statistics over processes), running statistics, SGD. `globalBatch` (default n) is the
+    /// batch the loss is averaged over when these n images are one shard of it. Returns this
+    /// shard's (loss, correct).
     @_specialize(where T == Float)
     @_specialize(where T == Double)
     @discardableResult
     public func trainStep(images: UnsafePointer<T>, labels: UnsafePointer<Int32>, n: Int, bnGroup: Int,
-                          optimizer: SGD) -> (loss: Double, correct: Int) {
+                          optimizer: SGD, globalBatch: Int? = nil, beforeUpdate: () -> Void = {}) -> (loss: Double, correct: Int) {
+        let batch = globalBatch ?? n
         Profile.measure(.optimizer) { store.grads.zero() }
         forward(images, n: n, mode: .training(bnGroup: bnGroup))
-        let result = loss(labels: labels, n: n)
+        let result = loss(labels: labels, n: n, divisor: batch)
         backward(n: n, bnGroup: bnGroup)
-        Profile.measure(.batchNorm) { store.updateRunningStatistics(groups: n / bnGroup) }
+        beforeUpdate()
+        Profile.measure(.batchNorm) { store.updateRunningStatistics(groups: batch / bnGroup) }
         Profile.measure(.optimizer) { optimizer.step(store) }
         return result
     }

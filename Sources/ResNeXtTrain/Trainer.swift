@@ -12,7 +12,6 @@ public final class Trainer {
     let say: (String) -> Void
 
     public private(set) var net: ResNeXt<Float>!
-    public private(set) var history: [EpochMetrics] = []
 
     /// `say` prints a line; it is called on rank 0 only.
     public init(settings: TrainSettings, comm: Communicator, say: @escaping (String) -> Void) {
@@ -136,7 +135,6 @@ public final class Trainer {
                                    trainAccuracy: correct / Double(steps * s.batchSize), testLoss: testLoss,
                                    testAccuracy: testAccuracy, seconds: seconds,
                                    imagesPerSecond: Double(steps * s.batchSize) / seconds)
-            history.append(row)
             if comm.isRoot {
                 log(String(format: "epoch %d done: step %d, train loss %.4f acc %.2f%%, test loss %.4f acc %.2f%%, %.1f s, %.1f img/s",
                            row.epoch, row.step, row.trainLoss, 100 * row.trainAccuracy, row.testLoss, 100 * row.testAccuracy,
@@ -308,19 +306,17 @@ public enum DataParallel {
                             globalBatch: Int, bnGroup: Int, optimizer: SGD, comm: Communicator,
                             timeAllreduce: Bool = false) -> (loss: Double, correct: Int, allreduceSeconds: Double) {
         let store = net.store
-        Profile.measure(.optimizer) { store.grads.zero() }
-        net.forward(images, n: n, mode: .training(bnGroup: bnGroup))
-        let result = net.loss(labels: labels, n: n, divisor: globalBatch)
-        net.backward(n: n, bnGroup: bnGroup)
-        if timeAllreduce && comm.size > 1 { comm.barrier() }
-        let t0 = Profile.now()
-        Profile.measure(.communication) {
-            comm.allreduceSum(store.grads.base, count: store.grads.count)
-            comm.allreduceSum(store.batchStats.base, count: store.batchStats.count)
+        var seconds = 0.0
+        let result = net.trainStep(images: images, labels: labels, n: n, bnGroup: bnGroup, optimizer: optimizer,
+                                   globalBatch: globalBatch) {
+            if timeAllreduce && comm.size > 1 { comm.barrier() }
+            let t0 = Profile.now()
+            Profile.measure(.communication) {
+                comm.allreduceSum(store.grads.base, count: store.grads.count)
+                comm.allreduceSum(store.batchStats.base, count: store.batchStats.count)
+            }
+            seconds = Profile.now() - t0
         }
-        let seconds = Profile.now() - t0
-        Profile.measure(.batchNorm) { store.updateRunningStatistics(groups: globalBatch / bnGroup) }
-        Profile.measure(.optimizer) { optimizer.step(store) }
         return (result.loss, result.correct, seconds)
     }
 }

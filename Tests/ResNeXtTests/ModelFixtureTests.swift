@@ -131,16 +131,12 @@ struct ModelCase {
                 try check(Array(UnsafeBufferPointer(start: logits, count: c.batch * classes)), "eval.logits", Self.outputTolerance, step: 0)
                 try check([T(net.loss(labels: y.baseAddress!, n: c.batch).loss)], "eval.loss", Self.outputTolerance, step: 0)
                 for step in 1...c.steps {
-                    net.store.grads.zero()
-                    let out = net.forward(x.baseAddress!, n: c.batch, mode: .training(bnGroup: c.bnGroup))
-                    // the step's forward runs at the state after step - 1
-                    try check(Array(UnsafeBufferPointer(start: out, count: c.batch * classes)), "step\(step).logits",
+                    let loss = net.trainStep(images: x.baseAddress!, labels: y.baseAddress!, n: c.batch, bnGroup: c.bnGroup,
+                                             optimizer: c.optimizer).loss
+                    // the step's forward ran at the state after step - 1; its logits stay in net.logits
+                    try check(net.logits.toArray().prefix(c.batch * classes).map { $0 }, "step\(step).logits",
                               Self.outputTolerance, step: step - 1)
-                    try check([T(net.loss(labels: y.baseAddress!, n: c.batch).loss)], "step\(step).loss",
-                              Self.outputTolerance, step: step - 1)
-                    net.backward(n: c.batch, bnGroup: c.bnGroup)
-                    net.store.updateRunningStatistics(groups: c.batch / c.bnGroup)
-                    c.optimizer.step(net.store)
+                    try check([T(loss)], "step\(step).loss", Self.outputTolerance, step: step - 1)
                     for e in net.store.entries {
                         let ref = "step\(step).\(e.name)"
                         if e.kind == .counter {
@@ -200,16 +196,12 @@ struct ModelCase {
         input.withUnsafeBufferPointer { x in
             labels.withUnsafeBufferPointer { y in
                 for _ in 0..<c.steps {
-                    net.store.grads.zero()
-                    net.forward(x.baseAddress!, n: c.batch, mode: .training(bnGroup: c.bnGroup))
-                    _ = net.loss(labels: y.baseAddress!, n: c.batch)
-                    net.backward(n: c.batch, bnGroup: c.bnGroup)
-                    if noise > 0 {
+                    net.trainStep(images: x.baseAddress!, labels: y.baseAddress!, n: c.batch, bnGroup: c.bnGroup,
+                                  optimizer: c.optimizer) {
+                        guard noise > 0 else { return }
                         let g = net.store.grads.base
                         for i in 0..<net.store.parameterCount { g[i] *= Float(1 + noise * (2 * rng.nextUnitDouble() - 1)) }
                     }
-                    net.store.updateRunningStatistics(groups: c.batch / c.bnGroup)
-                    c.optimizer.step(net.store)
                 }
             }
         }
