@@ -55,6 +55,41 @@ int mpi_shim_allreduce_double_sum(double *buffer, size_t count) {
     return MPI_SUCCESS;
 }
 
+// Outstanding nonblocking reductions, in the order they were started (one process, one thread).
+#define MPI_SHIM_MAX_REQUESTS 4096
+static MPI_Request pending[MPI_SHIM_MAX_REQUESTS];
+static int pending_count = 0;
+
+int mpi_shim_iallreduce_float_sum(float *buffer, size_t count) {
+    while (count > 0) {
+        if (pending_count == MPI_SHIM_MAX_REQUESTS) {
+            int rc = mpi_shim_wait_all();
+            if (rc != MPI_SUCCESS) return rc;
+        }
+        int n = count > (size_t)INT_MAX ? INT_MAX : (int)count;
+        int rc = MPI_Iallreduce(MPI_IN_PLACE, buffer, n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, &pending[pending_count]);
+        if (rc != MPI_SUCCESS) return rc;
+        pending_count++;
+        buffer += n;
+        count -= (size_t)n;
+    }
+    return MPI_SUCCESS;
+}
+
+int mpi_shim_test_all(int *done) {
+    int flag = 1;
+    int rc = pending_count > 0 ? MPI_Testall(pending_count, pending, &flag, MPI_STATUSES_IGNORE) : MPI_SUCCESS;
+    if (rc == MPI_SUCCESS && flag) pending_count = 0;
+    *done = flag;
+    return rc;
+}
+
+int mpi_shim_wait_all(void) {
+    int rc = pending_count > 0 ? MPI_Waitall(pending_count, pending, MPI_STATUSES_IGNORE) : MPI_SUCCESS;
+    pending_count = 0;
+    return rc;
+}
+
 int mpi_shim_broadcast(void *buffer, size_t bytes, int root) {
     char *p = (char *)buffer;
     while (bytes > 0) {

@@ -59,10 +59,14 @@ final class Bottleneck<T: EngineScalar> {
     // saved activations, channel-major (C, N, H, W)
     let h1, a1, h2, a2, h3, y: Buffer<T>
     let s: Buffer<T>?
+    /// Offset of this block's first parameter in the store: its parameters are the contiguous
+    /// range from here to the next block's.
+    let firstParameter: Int
 
     init(_ prefix: String, inChannels: Int, outChannels: Int, stride: Int, cardinality: Int, h: Int, w: Int,
          maxBatch: Int, maxGroups: Int, layout: inout StoreLayout) {
         let width = cardinality * outChannels / 4
+        firstParameter = layout.parameterCount
         self.inChannels = inChannels; self.outChannels = outChannels; self.width = width
         conv1 = Conv2d(prefix + ".conv1", inChannels, width, kernel: 1, layout: &layout)
         bn1 = BatchNorm(prefix + ".bn1", width, maxGroups: maxGroups, layout: &layout)

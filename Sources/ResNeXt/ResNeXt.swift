@@ -166,39 +166,46 @@ public final class ResNeXt<T: EngineScalar> {
     }
 
     /// Backward pass from `dLogits` through the last training forward (same n and group).
-    /// Parameter gradients accumulate into `store.grads`.
+    /// Parameter gradients accumulate into `store.grads`. Backward runs in reverse `state_dict`
+    /// order: `gradientsReady(offset)` is called each time the gradients at `offset..<grads.count`
+    /// are final (after the classifier, after each block, at the end with 0), so that a caller can
+    /// start reducing them while the rest of the backward pass runs.
     @_specialize(where T == Float)
     @_specialize(where T == Double)
-    public func backward(n: Int, bnGroup group: Int) {
+    public func backward(n: Int, bnGroup group: Int, gradientsReady: ((Int) -> Void)? = nil) {
         let last = blocks.last!
         fc.backward(x: features.base, dy: dLogits.base, dx: dFeatures.base, n: n)
+        gradientsReady?(fc.weightOffset)
         var dy = gradA.base, dx = gradB.base
         Profile.measure(.pooling) { globalAveragePoolBackward(dy: dFeatures.base, dx: dy, c: last.outChannels, n: n, hw: last.p * last.q) }
         for (i, b) in blocks.enumerated().reversed() {
             let x = i == 0 ? UnsafePointer(a0.base) : UnsafePointer(blocks[i - 1].y.base)
             b.backward(x: x, dy: dy, dx: dx, n: n, group: group, col: col.base, t1: t1.base, t2: t2.base)
             swap(&dy, &dx)
+            gradientsReady?(b.firstParameter)
         }
         let size = Self.imageSize
         Profile.measure(.batchNorm) { stemBN.backward(x: h0.base, dy: dy, dx: dy, n: n, hw: size * size, group: group, reluOutput: a0.base) }
         stem.backward(x: input.base, dy: dy, dx: nil, n: n, h: size, w: size, col: col.base)
+        gradientsReady?(0)
     }
 
     /// One complete training step on n images with BN groups of `bnGroup`: zero gradients,
     /// forward, loss, backward, then `beforeUpdate` (where data parallelism sums gradients and BN
     /// batch statistics over processes), running statistics, SGD. `globalBatch` (default n) is the
     /// batch the loss is averaged over when these n images are one shard of it. Returns this
-    /// shard's (loss, correct).
+    /// shard's (loss, correct). `gradientsReady` is passed to `backward`.
     @_specialize(where T == Float)
     @_specialize(where T == Double)
     @discardableResult
     public func trainStep(images: UnsafePointer<T>, labels: UnsafePointer<Int32>, n: Int, bnGroup: Int,
-                          optimizer: SGD, globalBatch: Int? = nil, beforeUpdate: () -> Void = {}) -> (loss: Double, correct: Int) {
+                          optimizer: SGD, globalBatch: Int? = nil, beforeUpdate: () -> Void = {},
+                          gradientsReady: ((Int) -> Void)? = nil) -> (loss: Double, correct: Int) {
         let batch = globalBatch ?? n
         Profile.measure(.optimizer) { store.grads.zero() }
         forward(images, n: n, mode: .training(bnGroup: bnGroup))
         let result = loss(labels: labels, n: n, divisor: batch)
-        backward(n: n, bnGroup: bnGroup)
+        backward(n: n, bnGroup: bnGroup, gradientsReady: gradientsReady)
         beforeUpdate()
         Profile.measure(.batchNorm) { store.updateRunningStatistics(groups: batch / bnGroup) }
         Profile.measure(.optimizer) { optimizer.step(store) }

@@ -7,6 +7,13 @@ public protocol Communicator: AnyObject {
     var size: Int { get }
     /// In-place sum over all ranks.
     func allreduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int)
+    /// Starts an in-place sum over all ranks and returns at once; the buffer must not be touched
+    /// until `waitAll`. Every rank starts the same reductions in the same order.
+    func startAllreduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int)
+    /// Lets the started reductions advance; true when all of them have completed.
+    func progress() -> Bool
+    /// Waits until every started reduction has completed.
+    func waitAll()
     /// In-place sum of a few doubles over all ranks.
     func allreduceSum(_ values: inout [Double])
     /// Rank `root`'s bytes to every rank.
@@ -27,6 +34,9 @@ public final class SingleProcess: Communicator {
     public var size: Int { 1 }
     public func allreduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) {}
     public func allreduceSum(_ values: inout [Double]) {}
+    public func startAllreduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) {}
+    public func progress() -> Bool { true }
+    public func waitAll() {}
     public func broadcast(_ buffer: UnsafeMutableRawPointer, bytes: Int, root: Int) {}
     public func barrier() {}
     public func abort(_ message: String) -> Never {

@@ -30,6 +30,13 @@ public struct TrainSettings: Codable, Equatable, Sendable {
     public var tensorboard = false
     public var checkEvery: Int? = nil
     public var progressSeconds = 5.0
+    /// Gradient allreduce bucket in MiB (nil: `defaultBucketMebibytes`); 0: one allreduce after
+    /// the backward pass. Optional so that checkpoints written before it existed still load.
+    public var bucketMB: Double? = nil
+
+    /// PyTorch DDP's default `bucket_cap_mb`.
+    public static let defaultBucketMebibytes = 25.0
+    public var bucketMebibytes: Double { bucketMB ?? Self.defaultBucketMebibytes }
 
     public init() {}
 
@@ -56,6 +63,7 @@ public struct TrainSettings: Codable, Equatable, Sendable {
         if let maxSteps, maxSteps < 1 { throw ResNeXtError("--max-steps must be at least 1 (got \(maxSteps))") }
         if let checkEvery, checkEvery < 1 { throw ResNeXtError("--check-every must be at least 1 (got \(checkEvery))") }
         guard threads >= 1 else { throw ResNeXtError("--threads must be at least 1") }
+        guard bucketMebibytes >= 0, bucketMebibytes.isFinite else { throw ResNeXtError("--bucket-mb must be 0 (no buckets) or a positive size in MiB (got \(bucketMebibytes))") }
         if initPath != nil && resumePath != nil { throw ResNeXtError("--init and --resume exclude each other: --resume restores the whole state") }
     }
 

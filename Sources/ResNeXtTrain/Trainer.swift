@@ -84,6 +84,7 @@ public final class Trainer {
         log("\(s.model): \(net.store.parameterCount) parameters; \(data.train.count) train and \(data.test.count) test images in \(s.dataDir)")
         log("\(processes) process(es) x \(perRank) images = batch \(s.batchSize); \(perRank / s.bnGroup) BN group(s) of \(s.bnGroup) per process; lr \(s.targetLR) (\(s.lr == nil ? "base-lr \(s.baseLR) x \(s.batchSize)/128" : "--lr")), \(s.schedule.rawValue)\(s.warmupEpochs > 0 ? ", warm-up \(s.warmupEpochs) epochs from \(s.baseLR)" : ""); \(stepsPerEpoch) steps per epoch, \(s.epochs) epochs")
 
+        let reducer = GradientReducer(comm: comm, store: net.store, bucketFloats: GradientReducer.floats(mebibytes: s.bucketMebibytes))
         let pipeline = ImagePipeline(augment: s.augment, seed: s.seed)
         let imageFloats = 3 * 32 * 32
         var images = [Float](repeating: 0, count: perRank * imageFloats)
@@ -110,7 +111,7 @@ public final class Trainer {
                     }
                 }
                 let sgd = SGD(learningRate: lr, momentum: s.momentum, weightDecay: s.weightDecay, nesterov: s.nesterov)
-                let (loss, right) = trainStep(net, images: images, labels: labels, n: perRank, optimizer: sgd)
+                let (loss, right) = trainStep(net, images: images, labels: labels, n: perRank, optimizer: sgd, reducer: reducer)
                 guard loss.isFinite else {
                     throw CollectiveError("loss is \(loss) at step \(step + 1) (epoch \(epoch + 1)): training diverged; lower --lr or check the data")
                 }
@@ -156,11 +157,12 @@ public final class Trainer {
     }
 
     /// One data-parallel step; returns this step's global mean loss and global correct count.
-    func trainStep(_ net: ResNeXt<Float>, images: [Float], labels: [Int32], n: Int, optimizer: SGD) -> (Double, Double) {
+    func trainStep(_ net: ResNeXt<Float>, images: [Float], labels: [Int32], n: Int, optimizer: SGD,
+                   reducer: GradientReducer) -> (Double, Double) {
         let result = images.withUnsafeBufferPointer { img in
             labels.withUnsafeBufferPointer { lab in
                 DataParallel.step(net, images: img.baseAddress!, labels: lab.baseAddress!, n: n, globalBatch: settings.batchSize,
-                                  bnGroup: settings.bnGroup, optimizer: optimizer, comm: comm)
+                                  bnGroup: settings.bnGroup, optimizer: optimizer, reducer: reducer)
             }
         }
         var sums = [result.loss, Double(result.correct)]
@@ -294,29 +296,101 @@ struct InjectedFault {
     }
 }
 
+/// Sums the gradients over the ranks in buckets while the backward pass still runs, as
+/// PyTorch DDP's `bucket_cap_mb`. The gradients are one flat buffer in `state_dict` order and the
+/// backward pass finishes them from the end towards the start, so a bucket is a contiguous range:
+/// once at least `bucketFloats` finished floats wait, their allreduce is started (nonblocking) and
+/// the backward pass goes on; the rest is started when the backward pass ends, then all are awaited.
+/// Every rank runs the same model, so every rank starts the same buckets in the same order.
+/// `bucketFloats` 0 reduces all gradients in one allreduce after the backward pass (no overlap).
+///
+/// `simulatedBytesPerSecond` adds a simulated network: each bucket is also "in flight" for
+/// bytes / rate seconds on one link (buckets queue on it), counted from when it is started, while
+/// the CPU goes on computing, as a NIC's transfer would; `finish` waits until the link is idle.
+/// It shows what the overlap buys on a slow network on a machine whose ranks share memory.
+public final class GradientReducer {
+    public let comm: Communicator
+    public let bucketFloats: Int
+    public let simulatedBytesPerSecond: Double?
+    let grads: UnsafeMutablePointer<Float>
+    let count: Int
+    var pendingFrom = 0
+    var linkIdleAt = 0.0
+    /// Buckets started in the last step.
+    public private(set) var buckets = 0
+
+    public init(comm: Communicator, store: ParameterStore<Float>, bucketFloats: Int, simulatedBytesPerSecond: Double? = nil) {
+        self.comm = comm
+        self.bucketFloats = max(0, bucketFloats)
+        self.simulatedBytesPerSecond = simulatedBytesPerSecond
+        grads = store.grads.base
+        count = store.grads.count
+    }
+
+    /// Floats per bucket for a bucket size in MiB (as `bucket_cap_mb`); 0 MiB: no buckets.
+    public static func floats(mebibytes: Double) -> Int { Int((mebibytes * 1_048_576 / 4).rounded()) }
+
+    func begin() {
+        pendingFrom = count
+        buckets = 0
+        linkIdleAt = Profile.now()
+    }
+
+    /// The gradients at offset..<count are final.
+    func ready(_ offset: Int) {
+        guard bucketFloats > 0 else { return }
+        if pendingFrom - offset >= bucketFloats {
+            start(offset..<pendingFrom)
+            pendingFrom = offset
+        }
+        _ = comm.progress()
+    }
+
+    func start(_ range: Range<Int>) {
+        comm.startAllreduceSum(grads + range.lowerBound, count: range.count)
+        buckets += 1
+        if let rate = simulatedBytesPerSecond {
+            linkIdleAt = max(Profile.now(), linkIdleAt) + Double(range.count * 4) / rate
+        }
+    }
+
+    /// Starts what is left and waits for every bucket.
+    func finish() {
+        if pendingFrom > 0 { start(0..<pendingFrom) }
+        pendingFrom = 0
+        comm.waitAll()
+        if simulatedBytesPerSecond != nil {
+            let wait = linkIdleAt - Profile.now()
+            if wait > 0 { usleep(UInt32(min(wait, 3600) * 1e6)) }
+        }
+    }
+}
+
 /// The data-parallel training step, shared by `train` and `bench`.
 public enum DataParallel {
     /// Zero the gradients; forward and backward this process's n images (its shard of a global
-    /// batch, loss divided by the global batch); sum gradients and BN batch statistics over the
-    /// ranks; move the running statistics; take the SGD step. Returns this process's share of the
-    /// loss, its correct predictions, and the seconds spent in the two allreduces (after a
-    /// barrier when `timeAllreduce`, so that waiting for a slower rank is not counted).
+    /// batch, loss divided by the global batch) while `reducer` sums the finished gradients over
+    /// the ranks in buckets; sum the BN batch statistics; move the running statistics; take the
+    /// SGD step. Returns this process's share of the loss, its correct predictions, and the
+    /// seconds the step waited for communication after the backward pass (after a barrier when
+    /// `timeAllreduce`, so that waiting for a slower rank is not counted).
     @discardableResult
     public static func step(_ net: ResNeXt<Float>, images: UnsafePointer<Float>, labels: UnsafePointer<Int32>, n: Int,
-                            globalBatch: Int, bnGroup: Int, optimizer: SGD, comm: Communicator,
+                            globalBatch: Int, bnGroup: Int, optimizer: SGD, reducer: GradientReducer,
                             timeAllreduce: Bool = false) -> (loss: Double, correct: Int, allreduceSeconds: Double) {
-        let store = net.store
+        let store = net.store, comm = reducer.comm
         var seconds = 0.0
+        reducer.begin()
         let result = net.trainStep(images: images, labels: labels, n: n, bnGroup: bnGroup, optimizer: optimizer,
-                                   globalBatch: globalBatch) {
+                                   globalBatch: globalBatch, beforeUpdate: {
             if timeAllreduce && comm.size > 1 { comm.barrier() }
             let t0 = Profile.now()
             Profile.measure(.communication) {
-                comm.allreduceSum(store.grads.base, count: store.grads.count)
+                reducer.finish()
                 comm.allreduceSum(store.batchStats.base, count: store.batchStats.count)
             }
             seconds = Profile.now() - t0
-        }
+        }, gradientsReady: { reducer.ready($0) })
         return (result.loss, result.correct, seconds)
     }
 }

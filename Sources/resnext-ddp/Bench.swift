@@ -19,6 +19,10 @@ struct Bench: ParsableCommand {
     var steps: Int = 5
     @Option(help: "Seed of the random weights and data.")
     var seed: UInt64 = 1
+    @Option(name: .customLong("bucket-mb"), help: "Gradient allreduce bucket in MiB, reduced while the backward pass goes on; 0: one allreduce after it.")
+    var bucketMB = TrainSettings.defaultBucketMebibytes
+    @Option(name: .customLong("simulate-network"), help: "Add a simulated network of this many GB/s: each bucket also spends bytes / rate on one link, while the CPU computes (shows the overlap).")
+    var simulateNetwork: Double?
     @Flag(help: "Print one JSON object instead of text.")
     var json = false
     @Flag(help: "Print the time per kind of work (GEMM, im2col, batch norm, ...) over the timed steps.")
@@ -27,6 +31,10 @@ struct Bench: ParsableCommand {
     func validate() throws {
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
         guard steps >= 1 else { throw ValidationError("--steps must be at least 1") }
+        guard bucketMB >= 0, bucketMB.isFinite else { throw ValidationError("--bucket-mb must be 0 (no buckets) or a positive size in MiB") }
+        if let simulateNetwork, !(simulateNetwork > 0 && simulateNetwork.isFinite) {
+            throw ValidationError("--simulate-network must be a positive rate in GB/s (got \(simulateNetwork))")
+        }
         do { try ResNeXtConfig.validateBatch(batchSize, bnGroup: bnGroup) } catch { throw ValidationError("\(error)") }
         do { try ResNeXtConfig(depth: model.depth, cardinality: model.cardinality, baseChannels: model.baseChannels).validate() }
         catch { throw ValidationError("\(error)") }
@@ -52,6 +60,8 @@ struct Bench: ParsableCommand {
         let images = (0..<(perRank * 3 * 32 * 32)).map { _ in Float(rng.nextNormal()) }
         let labels = (0..<perRank).map { _ in Int32(rng.nextInt(below: 10)) }
         let sgd = SGD(learningRate: 0.01)
+        let reducer = GradientReducer(comm: comm, store: net.store, bucketFloats: GradientReducer.floats(mebibytes: bucketMB),
+                                      simulatedBytesPerSecond: simulateNetwork.map { $0 * 1e9 })
         var times: [Double] = [], communication: [Double] = []
         images.withUnsafeBufferPointer { img in
             labels.withUnsafeBufferPointer { lab in
@@ -60,7 +70,7 @@ struct Bench: ParsableCommand {
                     comm.barrier()
                     let t0 = Profile.now()
                     let step = DataParallel.step(net, images: img.baseAddress!, labels: lab.baseAddress!, n: perRank,
-                                                 globalBatch: batchSize, bnGroup: bnGroup, optimizer: sgd, comm: comm,
+                                                 globalBatch: batchSize, bnGroup: bnGroup, optimizer: sgd, reducer: reducer,
                                                  timeAllreduce: true)
                     let t = Profile.now() - t0
                     if i > 0 { times.append(t); communication.append(step.allreduceSeconds) }
@@ -78,10 +88,10 @@ struct Bench: ParsableCommand {
         guard comm.isRoot else { return }
         let peak = peaks.max() ?? 0
         if json {
-            print("{\"model\":\"\(config)\",\"processes\":\(comm.size),\"batch\":\(batchSize),\"per_process_batch\":\(perRank),\"bn_group\":\(bnGroup),\"threads\":\(threads),\"steps\":\(steps),\"images_per_s\":\(String(format: "%.2f", imagesPerSecond)),\"ms_per_step\":\(String(format: "%.1f", median * 1000)),\"allreduce_ms\":\(String(format: "%.2f", commMedian * 1000)),\"gflops\":\(String(format: "%.1f", gflops)),\"peak_mib_per_process\":\(String(format: "%.0f", peak))}")
+            print("{\"model\":\"\(config)\",\"processes\":\(comm.size),\"batch\":\(batchSize),\"per_process_batch\":\(perRank),\"bn_group\":\(bnGroup),\"threads\":\(threads),\"steps\":\(steps),\"images_per_s\":\(String(format: "%.2f", imagesPerSecond)),\"ms_per_step\":\(String(format: "%.1f", median * 1000)),\"allreduce_ms\":\(String(format: "%.2f", commMedian * 1000)),\"bucket_mb\":\(bucketMB),\"buckets\":\(reducer.buckets),\"simulated_gbps\":\(simulateNetwork.map { "\($0)" } ?? "null"),\"gflops\":\(String(format: "%.1f", gflops)),\"peak_mib_per_process\":\(String(format: "%.0f", peak))}")
         } else {
             print("\(config), \(comm.size) process(es) x \(perRank) images = batch \(batchSize), BN group \(bnGroup), \(threads) thread(s) each, \(net.store.parameterCount) parameters, \(String(format: "%.3f", Double(net.macsPerImage) / 1e9)) GMAC/image")
-            print(String(format: "median of %d steps: %.1f ms/step (allreduce %.2f ms), %.2f images/s, %.1f GFLOP/s effective, peak memory %.0f MiB per process",
+            print(String(format: "median of %d steps: %.1f ms/step (waiting for allreduce %.2f ms), %.2f images/s, %.1f GFLOP/s effective, peak memory %.0f MiB per process",
                          steps, median * 1000, commMedian * 1000, imagesPerSecond, gflops, peak))
         }
         if profile { print(Self.profileTable(steps: steps, total: times.reduce(0, +))) }

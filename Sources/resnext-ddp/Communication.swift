@@ -30,6 +30,18 @@ final class MPICommunicator: Communicator {
         check(mpi_shim_allreduce_float_sum(buffer, count), "MPI_Allreduce of \(count) floats")
     }
 
+    func startAllreduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) {
+        check(mpi_shim_iallreduce_float_sum(buffer, count), "MPI_Iallreduce of \(count) floats")
+    }
+
+    func progress() -> Bool {
+        var done: Int32 = 0
+        check(mpi_shim_test_all(&done), "MPI_Testall")
+        return done != 0
+    }
+
+    func waitAll() { check(mpi_shim_wait_all(), "MPI_Waitall") }
+
     func allreduceSum(_ values: inout [Double]) {
         let n = values.count
         let rc = values.withUnsafeMutableBufferPointer { mpi_shim_allreduce_double_sum($0.baseAddress!, n) }

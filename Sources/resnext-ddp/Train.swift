@@ -50,6 +50,7 @@ struct Train: ParsableCommand {
     @Option(name: .customLong("check-every"), help: "Compare replicas every N steps (default: every epoch).") var checkEvery: Int?
     @Option(name: .customLong("progress-seconds"), help: "Seconds between progress lines.") var progressSeconds = 5.0
     @Flag(help: "Write TensorBoard event files to OUTDIR/tb.") var tensorboard = false
+    @Option(name: .customLong("bucket-mb"), help: "Gradient allreduce bucket in MiB, reduced while the backward pass goes on (as DDP's bucket_cap_mb); 0: one allreduce after the backward pass.") var bucketMB = TrainSettings.defaultBucketMebibytes
 
     var settings: TrainSettings {
         var s = TrainSettings()
@@ -60,6 +61,7 @@ struct Train: ParsableCommand {
         s.dataDir = CIFAR10.defaultDirectory(dataDir); s.outdir = outdir; s.initPath = initPath; s.resumePath = resume
         s.augment = !noAugment; s.shuffle = !noShuffle; s.maxSteps = maxSteps; s.threads = threads
         s.tensorboard = tensorboard; s.checkEvery = checkEvery; s.progressSeconds = progressSeconds
+        s.bucketMB = bucketMB
         return s
     }
 

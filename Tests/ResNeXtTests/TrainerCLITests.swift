@@ -110,6 +110,7 @@ import Testing
         (["--batch-size", "20", "--bn-group", "8"], "--batch-size 20 is not divisible by --bn-group 8"),
         (["--depth", "12"], "--depth 12 is not 9n+2"),
         (["--max-steps", "0"], "--max-steps must be at least 1"),
+        (["--bucket-mb=-1"], "--bucket-mb must be 0 (no buckets) or a positive size in MiB"),
         (["--batch-size", "128"], "64 training images is fewer than --batch-size 128"),
         (["--init", "/nonexistent/model.safetensors"], "/nonexistent/model.safetensors: cannot read the file"),
     ]) func badOptions(extra: [String], message: String) throws {

@@ -15,6 +15,12 @@ int mpi_shim_size(void);
 int mpi_shim_allreduce_float_sum(float *buffer, size_t count);
 /// In-place sum of `count` doubles.
 int mpi_shim_allreduce_double_sum(double *buffer, size_t count);
+/// Starts an in-place sum of `count` floats (MPI_Iallreduce, chunked) without waiting for it.
+int mpi_shim_iallreduce_float_sum(float *buffer, size_t count);
+/// Lets the started reductions advance (MPI_Testall); *done = 1 when all have completed.
+int mpi_shim_test_all(int *done);
+/// Waits for every started reduction (MPI_Waitall).
+int mpi_shim_wait_all(void);
 /// Rank `root`'s bytes to every rank, in chunks of at most INT_MAX bytes.
 int mpi_shim_broadcast(void *buffer, size_t bytes, int root);
 int mpi_shim_barrier(void);

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Side by side, in one run: PyTorch DistributedDataParallel (gloo, shared/reference/bench_torch.py)
+# and `mpirun -np P resnext-ddp bench`, same model, same global batch, 1 thread per process, each
+# process pinned to its own core. Prints one markdown row per model with the ratio.
+#   scripts/compare-pytorch.sh [--procs 2] [--batch 128] [--steps 3] [--configs "29,4,16 29,4,64"]
+# Needs PyTorch in a virtualenv outside the checkout (TORCH_PYTHON, default /tmp/torchref/bin/python):
+#   python3 -m venv /tmp/torchref && /tmp/torchref/bin/pip install torch safetensors numpy
+set -euo pipefail
+here="$(cd "$(dirname "$0")/.." && pwd)"
+bin="${RESNEXT_DDP:-$here/.build/release/resnext-ddp}"
+py="${TORCH_PYTHON:-/tmp/torchref/bin/python}"
+ref="${RESNEXT_REFERENCE:-$here/../shared/reference}"
+procs=2 batch=128 steps=3 configs="29,4,16 29,4,64" extra=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --procs) procs="$2"; shift 2 ;;
+        --batch) batch="$2"; shift 2 ;;
+        --steps) steps="$2"; shift 2 ;;
+        --configs) configs="$2"; shift 2 ;;
+        *) extra+=("$1"); shift ;;
+    esac
+done
+[ -x "$py" ] || { echo "error: no PyTorch python at $py; set TORCH_PYTHON or create the virtualenv (see the header of $0)" >&2; exit 1; }
+[ -f "$ref/bench_torch.py" ] || { echo "error: $ref/bench_torch.py not found; set RESNEXT_REFERENCE" >&2; exit 1; }
+if [ "$(id -u)" -eq 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
+torchrun="$(dirname "$py")/torchrun"
+get() { echo "$2" | sed "s/.*\"$1\": *\([0-9.]*\).*/\1/"; }
+echo "| model | processes | global batch | PyTorch images/s | resnext-ddp images/s | ratio | PyTorch peak MiB/rank | resnext-ddp peak MiB/rank |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+for cfg in $configs; do
+    IFS=, read -r depth card base <<<"$cfg"
+    if [ "$procs" -gt 1 ]; then
+        t=$(cd "$ref" && OMP_NUM_THREADS=1 "$torchrun" --standalone --nproc_per_node="$procs" bench_torch.py \
+            --config "$cfg" --batch "$batch" --threads 1 --warmup 1 --steps "$steps" --pin 2>/dev/null | grep '^{')
+    else
+        t=$(cd "$ref" && OMP_NUM_THREADS=1 "$py" bench_torch.py --config "$cfg" --batch "$batch" --threads 1 \
+            --warmup 1 --steps "$steps" --pin | grep '^{')
+    fi
+    r=$(mpirun -np "$procs" --bind-to core -x OPENBLAS_NUM_THREADS=1 "$bin" bench --depth "$depth" --cardinality "$card" \
+        --base-channels "$base" --batch-size "$batch" --bn-group $((batch / procs < 16 ? batch / procs : 16)) \
+        --threads 1 --steps "$steps" --json "${extra[@]}" | grep '^{')
+    ti=$(get images_per_s "$t"); ri=$(get images_per_s "$r")
+    tm=$(awk -v g="$(get maxrss_GiB "$t")" 'BEGIN { printf "%.0f", g * 1024 }')
+    ratio=$(awk -v a="$ri" -v b="$ti" 'BEGIN { printf "%.2fx", a / b }')
+    echo "| $depth-${card}x${base}d | $procs | $batch | $ti | $ri | $ratio | $tm | $(get peak_mib_per_process "$r") |"
+done
