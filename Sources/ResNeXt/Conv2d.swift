@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 
 // Layout legend (used in every kernel comment): N images, C input channels, K output channels,
 // H x W input plane, P x Q output plane, G groups, Cg = C/G, Kg = K/G, R = S = kernel size.
@@ -48,20 +51,51 @@ public final class Conv2d<T: EngineScalar> {
     /// in cache between im2col and its GEMMs (2 MB per BLAS thread, so that threaded GEMMs still
     /// get wide enough products), instead of streaming the whole batch's columns (9x the input)
     /// through memory three times. Fixed when the model is built (it sizes the workspace).
-    static var chunkBudget: Int { (1 << 19) * max(1, blasThreads) }
+    static var chunkBudget: Int {
+        if let v = getenv("RESNEXT_COLUMN_FLOATS"), let n = Int(String(cString: v)) { return n * max(1, blasThreads) }
+        return (1 << 19) * max(1, blasThreads)
+    }
+
+    /// True for a stride-1 "same" convolution with a kernel > 1: its input gradient is itself a
+    /// convolution of dy with the flipped, transposed weights, computed as im2col(dy) followed by
+    /// a GEMM of the forward's shape (Cg rows, Kg*R*S deep), instead of a GEMM Kg deep whose
+    /// columns col2im scatters back into dx. Measured (one thread, 4x16d stage 1): the transposed
+    /// GEMM shape ran at 31-34 GFLOP/s, the forward shape at 49-61; and copying beats scatter-adding.
+    var backwardAsConvolution: Bool { kernel > 1 && stride == 1 && 2 * padding == kernel - 1 }
+
+    /// Rows of the column matrix: Cg*R*S for x, and Kg*R*S for dy when `backwardAsConvolution`.
+    var columnRows: Int {
+        let rows = (inChannels / groups) * kernel * kernel
+        return backwardAsConvolution ? max(rows, (outChannels / groups) * kernel * kernel) : rows
+    }
 
     /// Images per im2col chunk for a batch of n images of h x w.
     func imagesPerChunk(n: Int, h: Int, w: Int) -> Int {
         let (p, q) = outputSize(h, w)
-        let perImage = (inChannels / groups) * kernel * kernel * p * q
+        let perImage = columnRows * p * q
         return max(1, min(n, columnBudget / max(perImage, 1)))
     }
 
-    /// Floats of column workspace this layer needs for a batch of n images of h x w.
+    /// Floats of column workspace this layer needs for a batch of n images of h x w (with, when
+    /// `backwardAsConvolution`, room for the flipped weights after the columns).
     public func columnCount(n: Int, h: Int, w: Int) -> Int {
         if isPointwise { return 0 }
         let (p, q) = outputSize(h, w)
-        return (inChannels / groups) * kernel * kernel * imagesPerChunk(n: n, h: h, w: w) * p * q
+        return columnRows * imagesPerChunk(n: n, h: h, w: w) * p * q + (backwardAsConvolution ? weightCount : 0)
+    }
+
+    /// flipped, per group g, the (Cg, Kg*R*S) matrix W'[c, (k, r, s)] = W[g Kg + k, c, R-1-r, S-1-s].
+    func flipWeights(into flipped: UnsafeMutablePointer<T>) {
+        let cg = inChannels / groups, kg = outChannels / groups, rs = kernel * kernel
+        for g in 0..<groups {
+            let wg = weight + g * kg * cg * rs, fg = flipped + g * cg * kg * rs
+            for k in 0..<kg {
+                for c in 0..<cg {
+                    let src = wg + (k * cg + c) * rs, dst = fg + c * kg * rs + k * rs
+                    for i in 0..<rs { dst[i] = src[rs - 1 - i] }
+                }
+            }
+        }
     }
 
     /// Multiply-accumulates of one forward pass per image.
@@ -111,7 +145,10 @@ public final class Conv2d<T: EngineScalar> {
         let cg = inChannels / groups, kg = outChannels / groups
         let pq = p * q, npq = n * pq, rows = cg * kernel * kernel
         let chunk = imagesPerChunk(n: n, h: h, w: w)
-        if let dx, !accumulate, !isPointwise {
+        let asConvolution = backwardAsConvolution && dx != nil
+        let flipped = col + columnRows * chunk * pq
+        if asConvolution { Profile.measure(.im2col) { flipWeights(into: flipped) } }
+        if let dx, !accumulate, !isPointwise, !asConvolution {
             Profile.measure(.im2col) { dx.update(repeating: 0, count: inChannels * n * h * w) }
         }
         for g in 0..<groups {
@@ -143,6 +180,18 @@ public final class Conv2d<T: EngineScalar> {
                            b: col, ldb: cols, beta: 1, c: dwg, ldc: rows)
                 }
                 guard let dx else { continue }
+                if asConvolution {
+                    // dx_g[:, chunk] (Cg, cols) (+)= W'_g (Cg, Kg*R*S) * im2col(dy_g)[chunk]: the
+                    // input gradient of a stride-1 same convolution as a convolution of dy
+                    let dyRows = kg * kernel * kernel
+                    Profile.measure(.im2col) { im2col(x: dyg, col: col, c: kg, n: n, images: images, h: p, w: q) }
+                    Profile.measure(.gemm) {
+                        T.gemm(transA: false, transB: false, m: cg, n: cols, k: dyRows, alpha: 1, a: flipped + g * cg * dyRows,
+                               lda: dyRows, b: col, ldb: cols, beta: accumulate ? 1 : 0, c: dx + g * cg * n * h * w + n0 * pq,
+                               ldc: npq)
+                    }
+                    continue
+                }
                 // dcol (rows, cols) = W_g^T (rows, Kg) * dy_g[:, chunk] (Kg, cols), scattered into dx_g
                 Profile.measure(.gemm) {
                     T.gemm(transA: true, transB: false, m: rows, n: cols, k: kg, alpha: 1, a: wg, lda: rows,
@@ -155,6 +204,8 @@ public final class Conv2d<T: EngineScalar> {
 
     /// col (Cg*R*S, |images|*P*Q): row (c, r, s) holds x[c, i, p*stride - pad + r, q*stride - pad + s]
     /// for the images i of the chunk, 0 outside; x is (Cg, N, H, W).
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
     func im2col(x: UnsafePointer<T>, col: UnsafeMutablePointer<T>, c: Int, n: Int, images: Range<Int>, h: Int, w: Int) {
         let (p, q) = outputSize(h, w)
         let k = kernel, st = stride, pad = padding
@@ -171,6 +222,10 @@ public final class Conv2d<T: EngineScalar> {
                     }
                 }
             }
+            return
+        }
+        if st == 2 && w % 2 == 0 {
+            im2colStride2(x: x, col: col, c: c, n: n, images: images, h: h, w: w)
             return
         }
         var dst = col
@@ -239,7 +294,101 @@ public final class Conv2d<T: EngineScalar> {
         }
     }
 
+    /// Where column row s of a stride-2 convolution reads in the even/odd split of an input row:
+    /// input column 2 oq - pad + s is half[oq + m] of the even half (t = s - pad even) or the odd
+    /// one, with m = floor(t / 2); valid for oq in lo..<hi.
+    @inline(__always)
+    func stride2Source(s: Int, q: Int, half: Int) -> (odd: Bool, m: Int, lo: Int, hi: Int) {
+        let t = s - padding
+        let m = t >= 0 ? t / 2 : -((1 - t) / 2)
+        return (t & 1 != 0, m, max(0, -m), min(q, half - m))
+    }
+
+    /// im2col for stride 2 and an even width: each input row is split once into its even and odd
+    /// columns, and every column row is then a plain shifted copy of one half (instead of a
+    /// strided gather per element). Same layout as `im2col`.
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
+    func im2colStride2(x: UnsafePointer<T>, col: UnsafeMutablePointer<T>, c: Int, n: Int, images: Range<Int>, h: Int, w: Int) {
+        let (p, q) = outputSize(h, w)
+        let k = kernel, pad = padding, half = w / 2
+        let cols = images.count * p * q
+        withUnsafeTemporaryAllocation(of: T.self, capacity: w) { scratch in
+            let even = scratch.baseAddress!, odd = even + half
+            for ci in 0..<c {
+                for ni in images {
+                    let src = x + (ci * n + ni) * h * w
+                    let colOffset = (ni - images.lowerBound) * p * q
+                    for r in 0..<k {
+                        let rowBlock = col + (ci * k + r) * k * cols + colOffset
+                        for op in 0..<p {
+                            let ih = op * 2 - pad + r
+                            if ih < 0 || ih >= h {
+                                for s in 0..<k { (rowBlock + s * cols + op * q).update(repeating: 0, count: q) }
+                                continue
+                            }
+                            let line = src + ih * w
+                            for j in 0..<half {
+                                even[j] = line[2 * j]
+                                odd[j] = line[2 * j + 1]
+                            }
+                            for s in 0..<k {
+                                let (isOdd, m, lo, hi) = stride2Source(s: s, q: q, half: half)
+                                let dst = rowBlock + s * cols + op * q
+                                let from = (isOdd ? odd : even) + m
+                                if hi <= lo { dst.update(repeating: 0, count: q); continue }
+                                if lo > 0 { dst.update(repeating: 0, count: lo) }
+                                (dst + lo).update(from: from + lo, count: hi - lo)
+                                if hi < q { (dst + hi).update(repeating: 0, count: q - hi) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The adjoint of `im2colStride2`: the column rows are summed into the even and odd halves of
+    /// each input row, which are then added into dx.
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
+    func col2imStride2(col: UnsafePointer<T>, dx: UnsafeMutablePointer<T>, c: Int, n: Int, images: Range<Int>, h: Int, w: Int) {
+        let (p, q) = outputSize(h, w)
+        let k = kernel, pad = padding, half = w / 2
+        let cols = images.count * p * q
+        withUnsafeTemporaryAllocation(of: T.self, capacity: w) { scratch in
+            let even = scratch.baseAddress!, odd = even + half
+            for ci in 0..<c {
+                for ni in images {
+                    let dst = dx + (ci * n + ni) * h * w
+                    let colOffset = (ni - images.lowerBound) * p * q
+                    for r in 0..<k {
+                        let rowBlock = col + (ci * k + r) * k * cols + colOffset
+                        for op in 0..<p {
+                            let ih = op * 2 - pad + r
+                            if ih < 0 || ih >= h { continue }
+                            even.update(repeating: 0, count: w)
+                            for s in 0..<k {
+                                let (isOdd, m, lo, hi) = stride2Source(s: s, q: q, half: half)
+                                let from = rowBlock + s * cols + op * q
+                                let to = (isOdd ? odd : even) + m
+                                if hi > lo { for j in lo..<hi { to[j] += from[j] } }
+                            }
+                            let line = dst + ih * w
+                            for j in 0..<half {
+                                line[2 * j] += even[j]
+                                line[2 * j + 1] += odd[j]
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// The adjoint of im2col: dx[c, i, ih, iw] += col[(c, r, s), (i, p, q)] for the chunk's images.
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
     func col2im(col: UnsafePointer<T>, dx: UnsafeMutablePointer<T>, c: Int, n: Int, images: Range<Int>, h: Int, w: Int) {
         let (p, q) = outputSize(h, w)
         let k = kernel, st = stride, pad = padding
@@ -255,6 +404,10 @@ public final class Conv2d<T: EngineScalar> {
                     }
                 }
             }
+            return
+        }
+        if st == 2 && w % 2 == 0 {
+            col2imStride2(col: col, dx: dx, c: c, n: n, images: images, h: h, w: w)
             return
         }
         var src = col
