@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Side by side, in one run: PyTorch DistributedDataParallel (gloo, shared/reference/bench_torch.py)
 # and `mpirun -np P resnext-ddp bench`, same model, same global batch, 1 thread per process, each
-# process pinned to its own core. Prints one markdown row per model with the ratio.
+# process pinned to its own core. Prints one markdown row per model with the ratio, the step's
+# effective GFLOP/s per process as a share of a 1024^3 SGEMM measured in the same bench run, and
+# the peak resident memory per rank of each.
 #   scripts/compare-pytorch.sh [--procs 2] [--batch 128] [--steps 3] [--configs "29,4,16 29,4,64"]
 # Needs PyTorch in a virtualenv outside the checkout (TORCH_PYTHON, default /tmp/torchref/bin/python):
 #   python3 -m venv /tmp/torchref && /tmp/torchref/bin/pip install torch safetensors numpy
@@ -25,8 +27,8 @@ done
 if [ "$(id -u)" -eq 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
 torchrun="$(dirname "$py")/torchrun"
 get() { echo "$2" | sed "s/.*\"$1\": *\([0-9.]*\).*/\1/"; }
-echo "| model | processes | global batch | PyTorch images/s | resnext-ddp images/s | ratio | PyTorch peak MiB/rank | resnext-ddp peak MiB/rank |"
-echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+echo "| model | processes | global batch | PyTorch images/s | resnext-ddp images/s | ratio | resnext-ddp step / SGEMM rate | PyTorch peak MiB/rank | resnext-ddp peak MiB/rank |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
 for cfg in $configs; do
     IFS=, read -r depth card base <<<"$cfg"
     if [ "$procs" -gt 1 ]; then
@@ -42,5 +44,6 @@ for cfg in $configs; do
     ti=$(get images_per_s "$t"); ri=$(get images_per_s "$r")
     tm=$(awk -v g="$(get maxrss_GiB "$t")" 'BEGIN { printf "%.0f", g * 1024 }')
     ratio=$(awk -v a="$ri" -v b="$ti" 'BEGIN { printf "%.2fx", a / b }')
-    echo "| $depth-${card}x${base}d | $procs | $batch | $ti | $ri | $ratio | $tm | $(get peak_mib_per_process "$r") |"
+    share=$(awk -v s="$(get step_share_of_sgemm "$r")" -v g="$(get sgemm_gflops_per_process "$r")" 'BEGIN { printf "%.0f %% of %.0f GFLOP/s", 100 * s, g }')
+    echo "| $depth-${card}x${base}d | $procs | $batch | $ti | $ri | $ratio | $share | $tm | $(get peak_mib_per_process "$r") |"
 done

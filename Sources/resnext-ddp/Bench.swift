@@ -78,6 +78,12 @@ struct Bench: ParsableCommand {
             }
         }
         Profile.enabled = false
+        // the ceiling in the same run: SGEMM on every process at once, as the steps ran
+        comm.barrier()
+        var sgemm = [Double](repeating: 0, count: comm.size)
+        sgemm[comm.rank] = Self.sgemmRate()
+        comm.allreduceSum(&sgemm)
+        let sgemmMedian = sgemm.sorted()[comm.size / 2]
         let median = times.sorted()[times.count / 2]
         let commMedian = communication.sorted()[communication.count / 2]
         let imagesPerSecond = Double(batchSize) / median
@@ -88,17 +94,35 @@ struct Bench: ParsableCommand {
         guard comm.isRoot else { return }
         let peak = peaks.max() ?? 0
         if json {
-            print("{\"model\":\"\(config)\",\"processes\":\(comm.size),\"batch\":\(batchSize),\"per_process_batch\":\(perRank),\"bn_group\":\(bnGroup),\"threads\":\(threads),\"steps\":\(steps),\"images_per_s\":\(String(format: "%.2f", imagesPerSecond)),\"ms_per_step\":\(String(format: "%.1f", median * 1000)),\"allreduce_ms\":\(String(format: "%.2f", commMedian * 1000)),\"bucket_mb\":\(bucketMB),\"buckets\":\(reducer.buckets),\"simulated_gbps\":\(simulateNetwork.map { "\($0)" } ?? "null"),\"gflops\":\(String(format: "%.1f", gflops)),\"peak_mib_per_process\":\(String(format: "%.0f", peak))}")
+            print("{\"model\":\"\(config)\",\"processes\":\(comm.size),\"batch\":\(batchSize),\"per_process_batch\":\(perRank),\"bn_group\":\(bnGroup),\"threads\":\(threads),\"steps\":\(steps),\"images_per_s\":\(String(format: "%.2f", imagesPerSecond)),\"ms_per_step\":\(String(format: "%.1f", median * 1000)),\"allreduce_ms\":\(String(format: "%.2f", commMedian * 1000)),\"bucket_mb\":\(bucketMB),\"buckets\":\(reducer.buckets),\"simulated_gbps\":\(simulateNetwork.map { "\($0)" } ?? "null"),\"gflops\":\(String(format: "%.1f", gflops)),\"sgemm_gflops_per_process\":\(String(format: "%.1f", sgemmMedian)),\"step_share_of_sgemm\":\(String(format: "%.3f", gflops / Double(comm.size) / sgemmMedian)),\"peak_mib_per_process\":\(String(format: "%.0f", peak))}")
         } else {
             print("\(config), \(comm.size) process(es) x \(perRank) images = batch \(batchSize), BN group \(bnGroup), \(threads) thread(s) each, \(net.store.parameterCount) parameters, \(String(format: "%.3f", Double(net.macsPerImage) / 1e9)) GMAC/image")
             print(String(format: "median of %d steps: %.1f ms/step (waiting for allreduce %.2f ms), %.2f images/s, %.1f GFLOP/s effective, peak memory %.0f MiB per process",
                          steps, median * 1000, commMedian * 1000, imagesPerSecond, gflops, peak))
+            print(String(format: "SGEMM 1024x1024x1024 in the same run: %.1f GFLOP/s per process; the step runs at %.0f %% of it",
+                         sgemmMedian, 100 * gflops / Double(comm.size) / sgemmMedian))
         }
         if profile { print(Self.profileTable(steps: steps, total: times.reduce(0, +))) }
     }
 }
 
 extension Bench {
+    /// GFLOP/s of a 1024 x 1024 x 1024 SGEMM with the current OpenBLAS threads (median of 5).
+    static func sgemmRate() -> Double {
+        let size = 1024
+        let a = Buffer<Float>(count: size * size), b = Buffer<Float>(count: size * size), c = Buffer<Float>(count: size * size)
+        for i in 0..<(size * size) { a.base[i] = Float(i % 7) * 1e-3; b.base[i] = Float(i % 5) * 1e-3 }
+        var times: [Double] = []
+        for _ in 0..<6 {
+            let t0 = Profile.now()
+            Float.gemm(transA: false, transB: false, m: size, n: size, k: size, alpha: 1, a: a.base, lda: size,
+                       b: b.base, ldb: size, beta: 0, c: c.base, ldc: size)
+            times.append(Profile.now() - t0)
+        }
+        let median = times.dropFirst().sorted()[2]
+        return 2 * Double(size * size * size) / median / 1e9
+    }
+
     /// The profile table: seconds per step for each kind of work, and its share of the step.
     static func profileTable(steps: Int, total: Double) -> String {
         var lines = ["| work | ms/step | share |", "|---|---:|---:|"]
