@@ -81,7 +81,21 @@ public final class Conv2d<T: EngineScalar> {
     public func columnCount(n: Int, h: Int, w: Int) -> Int {
         if isPointwise { return 0 }
         let (p, q) = outputSize(h, w)
-        return columnRows * imagesPerChunk(n: n, h: h, w: w) * p * q + (backwardAsConvolution ? weightCount : 0)
+        let columns = columnRows * imagesPerChunk(n: n, h: h, w: w) * p * q
+        let direct = kernel == 3 ? Direct3x3.scratchCount(cin: max(inChannels, outChannels) / groups, h: h, w: w) : 0
+        return max(columns, direct) + (backwardAsConvolution ? weightCount : 0)
+    }
+
+    /// Whether this layer uses `Direct3x3` where it applies; nil follows `Direct3x3.enabled`
+    /// (tests set it to compare the two paths).
+    public var useDirect3x3: Bool? = nil
+
+    /// True when this float32 3x3 stride-1 "same" convolution runs forward and input gradient
+    /// through `Direct3x3` at planes of h x w.
+    func usesDirect(h: Int, w: Int) -> Bool {
+        let cg = inChannels / groups, kg = outChannels / groups
+        return (useDirect3x3 ?? Direct3x3.enabled) && T.self == Float.self && kernel == 3 && stride == 1 && padding == 1
+            && Direct3x3.applies(cin: cg, kout: kg, h: h, w: w) && Direct3x3.applies(cin: kg, kout: cg, h: h, w: w)
     }
 
     /// flipped, per group g, the (Cg, Kg*R*S) matrix W'[c, (k, r, s)] = W[g Kg + k, c, R-1-r, S-1-s].
@@ -113,6 +127,16 @@ public final class Conv2d<T: EngineScalar> {
         let cg = inChannels / groups, kg = outChannels / groups
         let pq = p * q, npq = n * pq, rows = cg * kernel * kernel
         let chunk = imagesPerChunk(n: n, h: h, w: w)
+        if usesDirect(h: h, w: w) {
+            Profile.measure(.gemm) {
+                Direct3x3.run(x: UnsafeRawPointer(x).assumingMemoryBound(to: Float.self),
+                              weights: UnsafeRawPointer(weight).assumingMemoryBound(to: Float.self),
+                              y: UnsafeMutableRawPointer(y).assumingMemoryBound(to: Float.self),
+                              cin: cg, kout: kg, groups: groups, n: n, h: h, w: w, accumulate: false,
+                              scratch: UnsafeMutableRawPointer(col).assumingMemoryBound(to: Float.self))
+            }
+            return
+        }
         for g in 0..<groups {
             let xg = x + g * cg * n * h * w, wg = weight + g * kg * rows, yg = y + g * kg * npq
             if isPointwise {
@@ -146,7 +170,8 @@ public final class Conv2d<T: EngineScalar> {
         let pq = p * q, npq = n * pq, rows = cg * kernel * kernel
         let chunk = imagesPerChunk(n: n, h: h, w: w)
         let asConvolution = backwardAsConvolution && dx != nil
-        let flipped = col + columnRows * chunk * pq
+        let direct = asConvolution && usesDirect(h: h, w: w)
+        let flipped = col + max(columnRows * chunk * pq, kernel == 3 ? Direct3x3.scratchCount(cin: max(cg, kg), h: h, w: w) : 0)
         if asConvolution { Profile.measure(.im2col) { flipWeights(into: flipped) } }
         if let dx, !accumulate, !isPointwise, !asConvolution {
             Profile.measure(.im2col) { dx.update(repeating: 0, count: inChannels * n * h * w) }
@@ -179,7 +204,7 @@ public final class Conv2d<T: EngineScalar> {
                     T.gemm(transA: false, transB: true, m: kg, n: rows, k: cols, alpha: 1, a: dyg + n0 * pq, lda: npq,
                            b: col, ldb: cols, beta: 1, c: dwg, ldc: rows)
                 }
-                guard let dx else { continue }
+                guard let dx, !direct else { continue }
                 if asConvolution {
                     // dx_g[:, chunk] (Cg, cols) (+)= W'_g (Cg, Kg*R*S) * im2col(dy_g)[chunk]: the
                     // input gradient of a stride-1 same convolution as a convolution of dy
@@ -198,6 +223,16 @@ public final class Conv2d<T: EngineScalar> {
                            b: dyg + n0 * pq, ldb: npq, beta: 0, c: col, ldc: cols)
                 }
                 Profile.measure(.im2col) { col2im(col: col, dx: dx + g * cg * n * h * w, c: cg, n: n, images: images, h: h, w: w) }
+            }
+        }
+        if direct, let dx {
+            // dx (+)= conv(dy, flipped weights): the flipped (Cg, Kg, 3, 3) weights of each group
+            Profile.measure(.gemm) {
+                Direct3x3.run(x: UnsafeRawPointer(dy).assumingMemoryBound(to: Float.self),
+                              weights: UnsafeRawPointer(flipped).assumingMemoryBound(to: Float.self),
+                              y: UnsafeMutableRawPointer(dx).assumingMemoryBound(to: Float.self),
+                              cin: kg, kout: cg, groups: groups, n: n, h: h, w: w, accumulate: accumulate,
+                              scratch: UnsafeMutableRawPointer(col).assumingMemoryBound(to: Float.self))
             }
         }
     }

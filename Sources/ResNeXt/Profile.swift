@@ -8,7 +8,7 @@ public enum WorkKind: Int, CaseIterable, Sendable {
 
     public var label: String {
         switch self {
-        case .gemm: "GEMM (convolutions, linear)"
+        case .gemm: "convolutions (GEMM, direct 3x3), linear"
         case .im2col: "im2col / col2im"
         case .batchNorm: "batch norm"
         case .reluAdd: "ReLU / residual add"
