@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Weak scaling on this machine: P = 1, 2, 4 processes with a fixed number of images per process,
-# 1 OpenBLAS thread each. Prints images/s, efficiency against P = 1 and allreduce time per step.
+# 1 OpenBLAS thread each. Prints images/s, efficiency against P = 1 and the time per step still spent
+# waiting for the gradient allreduce after the backward pass (pass --bucket-mb 0 for one allreduce
+# after it, which is then its whole duration).
 #   launch/scaling.sh [--per-process 16] [--steps 5] [bench model options, e.g. --cardinality 4 --base-channels 64]
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
@@ -15,7 +17,7 @@ while [ $# -gt 0 ]; do
 done
 if [ "$(id -u)" -eq 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
 cores=$(nproc)
-echo "| processes | batch | images/s | efficiency | ms/step | allreduce ms/step |"
+echo "| processes | batch | images/s | efficiency | ms/step | waiting for allreduce ms/step |"
 echo "|---:|---:|---:|---:|---:|---:|"
 base=""
 for p in $procs; do
