@@ -1,5 +1,6 @@
 import AllocCounter
 import ResNeXt
+import ResNeXtTrain
 import Testing
 
 /// The steady-state training step allocates nothing: every activation, workspace and buffer is
@@ -34,5 +35,30 @@ import Testing
         let array = [Int](repeating: 1, count: 1000)
         let n = alloc_counter_stop()
         #expect(n >= 1 && array.count == 1000)
+    }
+
+    /// The data-parallel step as `train` and `bench` run it (bucketed reduction, a process group
+    /// of one) allocates nothing either.
+    @Test(arguments: [0, 300]) func dataParallelStepAllocatesNothing(bucketFloats: Int) throws {
+        setBLASThreads(1)
+        let net = try ResNeXt<Float>(ResNeXtConfig(depth: 11, cardinality: 2, baseChannels: 4), maxBatch: 8)
+        net.initialize(seed: 1)
+        let reducer = GradientReducer(comm: SingleProcess(), store: net.store, bucketFloats: bucketFloats)
+        let images = randomArray(8 * 3072, seed: 2)
+        let labels: [Int32] = [0, 1, 2, 3, 4, 5, 6, 7]
+        let sgd = SGD(learningRate: 0.01)
+        var counts: [Int] = []
+        images.withUnsafeBufferPointer { img in
+            labels.withUnsafeBufferPointer { lab in
+                for step in 0..<4 {
+                    alloc_counter_start()
+                    DataParallel.step(net, images: img.baseAddress!, labels: lab.baseAddress!, n: 8, globalBatch: 8,
+                                      bnGroup: 4, optimizer: sgd, reducer: reducer)
+                    let n = alloc_counter_stop()
+                    if step > 0 { counts.append(n) }
+                }
+            }
+        }
+        #expect(counts == [0, 0, 0], "allocations per step after warm-up: \(counts)")
     }
 }
