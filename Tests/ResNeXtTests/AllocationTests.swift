@@ -9,25 +9,33 @@ import Testing
 /// tests and the launch scripts' one-thread ranks run. (OpenBLAS's own threaded GEMM, with more
 /// than one thread, allocates inside each call that it splits: 15 calls in this model's forward.)
 @Suite struct AllocationTests {
+    /// Heap allocations on this thread in each of steps 2-4 of `step` on 8 random images: the
+    /// first step may warm up BLAS and the runtime; the next ones must not allocate.
+    static func allocationsPerStep(_ step: (UnsafePointer<Float>, UnsafePointer<Int32>) -> Void) -> [Int] {
+        let images = randomArray(8 * 3072, seed: 2)
+        let labels: [Int32] = [0, 1, 2, 3, 4, 5, 6, 7]
+        var counts: [Int] = []
+        images.withUnsafeBufferPointer { img in
+            labels.withUnsafeBufferPointer { lab in
+                for i in 0..<4 {
+                    alloc_counter_start()
+                    step(img.baseAddress!, lab.baseAddress!)
+                    let n = alloc_counter_stop()
+                    if i > 0 { counts.append(n) }
+                }
+            }
+        }
+        return counts
+    }
+
     @Test func trainingStepAllocatesNothing() throws {
         setBLASThreads(1)
         let net = try ResNeXt<Float>(ResNeXtConfig(depth: 11, cardinality: 2, baseChannels: 4), maxBatch: 8)
         net.initialize(seed: 1)
-        let images = randomArray(8 * 3072, seed: 2)
-        let labels: [Int32] = [0, 1, 2, 3, 4, 5, 6, 7]
         let sgd = SGD(learningRate: 0.01)
-        var counts: [Int] = []
-        images.withUnsafeBufferPointer { img in
-            labels.withUnsafeBufferPointer { lab in
-                // the first step may warm up BLAS and the runtime; the next ones must not allocate
-                for step in 0..<4 {
-                    alloc_counter_start()
-                    net.trainStep(images: img.baseAddress!, labels: lab.baseAddress!, n: 8, bnGroup: 4, optimizer: sgd)
-                    net.forward(img.baseAddress!, n: 8, mode: .inference)
-                    let n = alloc_counter_stop()
-                    if step > 0 { counts.append(n) }
-                }
-            }
+        let counts = Self.allocationsPerStep { img, lab in
+            net.trainStep(images: img, labels: lab, n: 8, bnGroup: 4, optimizer: sgd)
+            net.forward(img, n: 8, mode: .inference)
         }
         #expect(counts == [0, 0, 0], "allocations per step after warm-up: \(counts)")
         // the counter itself works
@@ -44,20 +52,9 @@ import Testing
         let net = try ResNeXt<Float>(ResNeXtConfig(depth: 11, cardinality: 2, baseChannels: 4), maxBatch: 8)
         net.initialize(seed: 1)
         let reducer = GradientReducer(comm: SingleProcess(), store: net.store, bucketFloats: bucketFloats)
-        let images = randomArray(8 * 3072, seed: 2)
-        let labels: [Int32] = [0, 1, 2, 3, 4, 5, 6, 7]
         let sgd = SGD(learningRate: 0.01)
-        var counts: [Int] = []
-        images.withUnsafeBufferPointer { img in
-            labels.withUnsafeBufferPointer { lab in
-                for step in 0..<4 {
-                    alloc_counter_start()
-                    DataParallel.step(net, images: img.baseAddress!, labels: lab.baseAddress!, n: 8, globalBatch: 8,
-                                      bnGroup: 4, optimizer: sgd, reducer: reducer)
-                    let n = alloc_counter_stop()
-                    if step > 0 { counts.append(n) }
-                }
-            }
+        let counts = Self.allocationsPerStep { img, lab in
+            DataParallel.step(net, images: img, labels: lab, n: 8, globalBatch: 8, bnGroup: 4, optimizer: sgd, reducer: reducer)
         }
         #expect(counts == [0, 0, 0], "allocations per step after warm-up: \(counts)")
     }
