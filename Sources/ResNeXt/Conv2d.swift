@@ -80,10 +80,16 @@ public final class Conv2d<T: EngineScalar> {
     /// `backwardAsConvolution`, room for the flipped weights after the columns).
     public func columnCount(n: Int, h: Int, w: Int) -> Int {
         if isPointwise { return 0 }
+        return scratchCount(n: n, h: h, w: w) + (backwardAsConvolution ? weightCount : 0)
+    }
+
+    /// Floats at the start of the workspace for the im2col columns of one chunk, or for
+    /// `Direct3x3`'s padded planes; the flipped weights follow them.
+    func scratchCount(n: Int, h: Int, w: Int) -> Int {
         let (p, q) = outputSize(h, w)
         let columns = columnRows * imagesPerChunk(n: n, h: h, w: w) * p * q
         let direct = kernel == 3 ? Direct3x3.scratchCount(cin: max(inChannels, outChannels) / groups, h: h, w: w) : 0
-        return max(columns, direct) + (backwardAsConvolution ? weightCount : 0)
+        return max(columns, direct)
     }
 
     /// Whether this layer uses `Direct3x3` where it applies; nil follows `Direct3x3.enabled`
@@ -171,7 +177,7 @@ public final class Conv2d<T: EngineScalar> {
         let chunk = imagesPerChunk(n: n, h: h, w: w)
         let asConvolution = backwardAsConvolution && dx != nil
         let direct = asConvolution && usesDirect(h: h, w: w)
-        let flipped = col + max(columnRows * chunk * pq, kernel == 3 ? Direct3x3.scratchCount(cin: max(cg, kg), h: h, w: w) : 0)
+        let flipped = col + scratchCount(n: n, h: h, w: w)
         if asConvolution { Profile.measure(.im2col) { flipWeights(into: flipped) } }
         if let dx, !accumulate, !isPointwise, !asConvolution {
             Profile.measure(.im2col) { dx.update(repeating: 0, count: inChannels * n * h * w) }

@@ -63,8 +63,15 @@ public struct TrainSettings: Codable, Equatable, Sendable {
         if let maxSteps, maxSteps < 1 { throw ResNeXtError("--max-steps must be at least 1 (got \(maxSteps))") }
         if let checkEvery, checkEvery < 1 { throw ResNeXtError("--check-every must be at least 1 (got \(checkEvery))") }
         guard threads >= 1 else { throw ResNeXtError("--threads must be at least 1") }
-        guard bucketMebibytes >= 0, bucketMebibytes.isFinite else { throw ResNeXtError("--bucket-mb must be 0 (no buckets) or a positive size in MiB (got \(bucketMebibytes))") }
+        try Self.validateBucket(mebibytes: bucketMebibytes)
         if initPath != nil && resumePath != nil { throw ResNeXtError("--init and --resume exclude each other: --resume restores the whole state") }
+    }
+
+    /// `--bucket-mb`, for `train` and `bench`.
+    public static func validateBucket(mebibytes: Double) throws {
+        guard mebibytes >= 0, mebibytes.isFinite else {
+            throw ResNeXtError("--bucket-mb must be 0 (no buckets) or a positive size in MiB (got \(mebibytes))")
+        }
     }
 
     public func json() -> String {

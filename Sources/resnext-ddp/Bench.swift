@@ -31,7 +31,7 @@ struct Bench: ParsableCommand {
     func validate() throws {
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
         guard steps >= 1 else { throw ValidationError("--steps must be at least 1") }
-        guard bucketMB >= 0, bucketMB.isFinite else { throw ValidationError("--bucket-mb must be 0 (no buckets) or a positive size in MiB") }
+        do { try TrainSettings.validateBucket(mebibytes: bucketMB) } catch { throw ValidationError("\(error)") }
         if let simulateNetwork, !(simulateNetwork > 0 && simulateNetwork.isFinite) {
             throw ValidationError("--simulate-network must be a positive rate in GB/s (got \(simulateNetwork))")
         }
