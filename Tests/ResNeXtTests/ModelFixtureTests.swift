@@ -98,7 +98,7 @@ struct ModelCase {
             let (spread, noise) = try Self.float32Spread(c)
             if 2 * spread > Self.stateTolerance {
                 for m in rest {
-                    withKnownIssue("float32 gradient noise of \(String(format: "%.2g", noise)) (our step-1 error) moves the final state by \(String(format: "%.3g", spread)): the tolerance is out of any float32 engine's reach", isIntermittent: true) {
+                    withKnownIssue("float32 gradient noise of \(String(format: "%.2g", noise)) (one rounding of the start, in float64) moves the final state by \(String(format: "%.3g", spread)): the tolerance is out of any float32 engine's reach", isIntermittent: true) {
                         Issue.record(Comment(rawValue: m))
                     }
                 }
@@ -165,12 +165,7 @@ struct ModelCase {
                 if !(err < Self.stateTolerance) { misses.append("\(param) \(String(format: "%.2g", err))") }
             }
             if misses.isEmpty { continue }
-            let exact: [String: [Double]] = try gradients(c, at: prefix)
-            var sensitivity = 0.0
-            for seed in 1...8 {
-                let moved: [String: [Double]] = try gradients(c, at: prefix, noise: 0x1p-24, seed: UInt64(seed))
-                for (param, g) in moved { sensitivity = max(sensitivity, relativeError(g, exact[param]!)) }
-            }
+            let sensitivity = try Self.roundingSensitivity(c, at: prefix)
             let summary = "\(name) \(T.self) step\(step): \(misses.count) gradient(s) miss \(Self.stateTolerance): \(misses.prefix(4).joined(separator: ", "))"
             if sensitivity > Self.stateTolerance {
                 illPosed.insert(step)
@@ -210,15 +205,32 @@ struct ModelCase {
         return out
     }
 
-    /// How far float32 rounding alone moves this fixture's final state. The noise is measured, not
-    /// chosen: it is the relative error of our float32 gradients at the fixture's own starting
-    /// point (step 1, against the float64 reference), the error any float32 engine incurs
-    /// (PyTorch's float32 has the same order). Returns the largest relative difference, over
-    /// tensors and eight draws, between the plain float32 trajectory and the perturbed ones.
+    /// How far float64 gradients of one step move when the state stored under `prefix` and the
+    /// input are moved by uniform relative noise of 2^-24, the size of one float32 rounding:
+    /// the largest relative change over tensors and eight draws. It depends on the fixture only,
+    /// not on any engine's float32 arithmetic. It is the error of an exact computation from
+    /// inputs perturbed by one rounding, which is how a backward-stable float32 computation's
+    /// error is bounded from below; so every float32 engine, PyTorch's included, incurs at least
+    /// this much.
+    static func roundingSensitivity(_ c: ModelCase, at prefix: String) throws -> Double {
+        let t = ModelFixtureTests()
+        let exact: [String: [Double]] = try t.gradients(c, at: prefix)
+        var sensitivity = 0.0
+        for seed in 1...8 {
+            let moved: [String: [Double]] = try t.gradients(c, at: prefix, noise: 0x1p-24, seed: UInt64(seed))
+            for (param, g) in moved { sensitivity = max(sensitivity, relativeError(g, exact[param]!)) }
+        }
+        return sensitivity
+    }
+
+    /// How far float32 rounding alone moves this fixture's final state. The noise is measured and
+    /// engine-independent: `roundingSensitivity` at the fixture's starting point, the gradient
+    /// error no float32 engine avoids. (It used to be our own step-1 error, which made a more
+    /// accurate kernel lose the excuse while the trajectory it excuses stayed as sensitive.)
+    /// Returns the largest relative difference, over tensors and eight draws, between the plain
+    /// float32 trajectory and ones whose gradients are moved by that noise before each update.
     static func float32Spread(_ c: ModelCase) throws -> (spread: Double, noise: Double) {
-        var noise = 0.0
-        let start: [String: [Float]] = try ModelFixtureTests().gradients(c, at: "init.")
-        for (name, g) in start { noise = max(noise, relativeError(g, try c.file.doubles("step1.grad.\(name)"))) }
+        let noise = try roundingSensitivity(c, at: "init.")
         let plain = try finalState(c)
         var spread = 0.0
         for seed in 1...8 {

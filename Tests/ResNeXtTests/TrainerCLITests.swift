@@ -199,7 +199,7 @@ import Testing
         let (spread, noise) = try ModelFixtureTests.float32Spread(c)
         let summary = "\(name): final state misses \(ModelFixtureTests.stateTolerance): \(misses.joined(separator: ", "))"
         if 2 * spread > ModelFixtureTests.stateTolerance {
-            withKnownIssue("float32 gradient noise of \(String(format: "%.2g", noise)) (our step-1 error) moves this trajectory's final state by \(String(format: "%.3g", spread))", isIntermittent: true) {
+            withKnownIssue("float32 gradient noise of \(String(format: "%.2g", noise)) (one rounding of the start, in float64) moves this trajectory's final state by \(String(format: "%.3g", spread))", isIntermittent: true) {
                 Issue.record(Comment(rawValue: summary))
             }
         } else {
