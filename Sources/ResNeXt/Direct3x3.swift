@@ -11,14 +11,12 @@ import Glibc
 /// x (groups * cin, N, H, W); weights (groups * kout, cin, 3, 3); y (groups * kout, N, H, W) is
 /// written, or added to when `accumulate`. `scratch` holds `direct3x3ScratchCount(cin:h:w:)` floats.
 public enum Direct3x3 {
-    /// Whether `Conv2d` uses this kernel by default: off unless `RESNEXT_DIRECT3X3=1`. It is
-    /// about 5 % faster on 29-4x16d here, and exact to float32 rounding against im2col + GEMM
-    /// (`Direct3x3Tests`), but more accurate float32 gradients shrink the measured float32
-    /// spread that excuses model_29_2x4_b8_g4's known final-state miss (docs/performance.md);
-    /// it stays opt-in until that fixture is regenerated well-posed.
+    /// Whether `Conv2d` uses this kernel by default: on, unless `RESNEXT_DIRECT3X3=0`. It is
+    /// exact to float32 rounding against im2col + GEMM (`Direct3x3Tests`) and faster where it
+    /// applies (docs/performance.md); `RESNEXT_DIRECT3X3=0` is there to compare the two paths.
     nonisolated(unsafe) public static var enabled: Bool = {
-        if let v = getenv("RESNEXT_DIRECT3X3") { return String(cString: v) == "1" }
-        return false
+        if let v = getenv("RESNEXT_DIRECT3X3") { return String(cString: v) != "0" }
+        return true
     }()
 
     /// Row stride of the padded planes: one zero column on the left, W values, zeros to the right.
