@@ -88,7 +88,8 @@ public final class Conv2d<T: EngineScalar> {
     func scratchCount(n: Int, h: Int, w: Int) -> Int {
         let (p, q) = outputSize(h, w)
         let columns = columnRows * imagesPerChunk(n: n, h: h, w: w) * p * q
-        let direct = kernel == 3 ? Direct3x3.scratchCount(cin: max(inChannels, outChannels) / groups, h: h, w: w) : 0
+        let direct = kernel == 3 ? max(Direct3x3.scratchCount(cin: max(inChannels, outChannels) / groups, h: h, w: w),
+                                       Direct3x3.weightGradientScratchCount(cin: inChannels / groups, n: n, h: h, w: w)) : 0
         return max(columns, direct)
     }
 
@@ -96,12 +97,19 @@ public final class Conv2d<T: EngineScalar> {
     /// (tests set it to compare the two paths).
     public var useDirect3x3: Bool? = nil
 
-    /// True when this float32 3x3 stride-1 "same" convolution runs forward and input gradient
-    /// through `Direct3x3` at planes of h x w.
+    /// True when this float32 3x3 stride-1 "same" convolution runs forward, input gradient and
+    /// weight gradient through `Direct3x3` at planes of h x w.
     func usesDirect(h: Int, w: Int) -> Bool {
         let cg = inChannels / groups, kg = outChannels / groups
         return (useDirect3x3 ?? Direct3x3.enabled) && T.self == Float.self && kernel == 3 && stride == 1 && padding == 1
             && Direct3x3.applies(cin: cg, kout: kg, h: h, w: w) && Direct3x3.applies(cin: kg, kout: cg, h: h, w: w)
+    }
+
+    @inline(__always) func f32(_ p: UnsafePointer<T>) -> UnsafePointer<Float> {
+        UnsafeRawPointer(p).assumingMemoryBound(to: Float.self)
+    }
+    @inline(__always) func f32m(_ p: UnsafeMutablePointer<T>) -> UnsafeMutablePointer<Float> {
+        UnsafeMutableRawPointer(p).assumingMemoryBound(to: Float.self)
     }
 
     /// flipped, per group g, the (Cg, Kg*R*S) matrix W'[c, (k, r, s)] = W[g Kg + k, c, R-1-r, S-1-s].
@@ -182,7 +190,13 @@ public final class Conv2d<T: EngineScalar> {
         if let dx, !accumulate, !isPointwise, !asConvolution {
             Profile.measure(.im2col) { dx.update(repeating: 0, count: inChannels * n * h * w) }
         }
-        for g in 0..<groups {
+        if direct {
+            Profile.measure(.gemm) {
+                Direct3x3.weightGradient(x: f32(x), dy: f32(dy), dw: f32m(dWeight), cin: cg, kout: kg, groups: groups,
+                                         n: n, h: h, w: w, scratch: f32m(col), one: kernel - 2)
+            }
+        }
+        for g in 0..<groups where !direct {
             let xg = x + g * cg * n * h * w
             let dyg = dy + g * kg * npq
             let wg = weight + g * kg * rows, dwg = dWeight + g * kg * rows

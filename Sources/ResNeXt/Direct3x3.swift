@@ -4,9 +4,10 @@ import Glibc
 
 /// Direct 3x3, stride 1, padding 1 convolution in float32, per group, over channel-major tensors,
 /// without im2col: each output row block is accumulated in SIMD registers from a zero-padded copy
-/// of one image's input planes. Used by `Conv2d` for the grouped 3x3 convolutions (forward, and
-/// the input gradient as a convolution with the flipped weights) when the plane width is a
-/// multiple of 8 and the channels per group are multiples of 4 (8 when the width is 8).
+/// of one image's input planes. Used by `Conv2d` for the grouped 3x3 convolutions (forward, the
+/// input gradient as a convolution with the flipped weights, and the weight gradient) when the
+/// plane width is a multiple of 8 and the channels per group are multiples of 4 (8 when the
+/// width is 8).
 ///
 /// x (groups * cin, N, H, W); weights (groups * kout, cin, 3, 3); y (groups * kout, N, H, W) is
 /// written, or added to when `accumulate`. `scratch` holds `direct3x3ScratchCount(cin:h:w:)` floats.
@@ -36,17 +37,7 @@ public enum Direct3x3 {
         for g in 0..<groups {
             for ni in 0..<n {
                 // zero-padded planes of this image's cin input channels
-                for c in 0..<cin {
-                    let dst = scratch + c * plane, src = x + ((g * cin + c) * n + ni) * hw
-                    dst.update(repeating: 0, count: ws)
-                    for i in 0..<h {
-                        let row = dst + (i + 1) * ws
-                        row[0] = 0
-                        (row + 1).update(from: src + i * w, count: w)
-                        (row + 1 + w).update(repeating: 0, count: ws - w - 1)
-                    }
-                    (dst + (h + 1) * ws).update(repeating: 0, count: ws)
-                }
+                for c in 0..<cin { pad(x + ((g * cin + c) * n + ni) * hw, into: scratch + c * plane, h: h, w: w) }
                 let wg = weights + g * kout * cin * 9
                 let yImage = y + (g * kout * n + ni) * hw
                 if w % 16 == 0 {
@@ -72,6 +63,90 @@ public enum Direct3x3 {
                 }
             }
         }
+    }
+
+    /// One h x w plane into a zero-padded (h + 2) x `paddedWidth(w)` plane: the value at (i, j)
+    /// moves to (i + 1, j + 1).
+    @inline(__always)
+    static func pad(_ src: UnsafePointer<Float>, into dst: UnsafeMutablePointer<Float>, h: Int, w: Int) {
+        let ws = paddedWidth(w)
+        dst.update(repeating: 0, count: ws)
+        for i in 0..<h {
+            let row = dst + (i + 1) * ws
+            row[0] = 0
+            (row + 1).update(from: src + i * w, count: w)
+            (row + 1 + w).update(repeating: 0, count: ws - w - 1)
+        }
+        (dst + (h + 1) * ws).update(repeating: 0, count: ws)
+    }
+
+    /// Images per chunk of the weight gradient: about 4096 floats of one channel of dy, so that
+    /// dy's plane run stays in L1 while every input channel is read against it.
+    static func weightGradientImages(n: Int, h: Int, w: Int) -> Int { max(1, min(n, 4096 / (h * w))) }
+
+    /// Scratch floats of `weightGradient`: the padded planes of one chunk of images.
+    static func weightGradientScratchCount(cin: Int, n: Int, h: Int, w: Int) -> Int {
+        cin * weightGradientImages(n: n, h: h, w: w) * (h + 2) * paddedWidth(w)
+    }
+
+    /// dW += dL/dW for the same convolution as `run`: dW[k, c, r, s] = sum over images and
+    /// pixels of dy[k, i, j] * xpad[c, i + r, j + s]. For each (k, c) pair, 9 accumulators
+    /// (one per tap) run over a chunk of images 8 columns at a time: one load of dy and 9 of the
+    /// padded input feed 9 FMAs. dW is (groups * kout, cin, 3, 3). `one` must be 1, passed in
+    /// from a value the compiler cannot see (see `tapSums`).
+    static func weightGradient(x: UnsafePointer<Float>, dy: UnsafePointer<Float>, dw: UnsafeMutablePointer<Float>,
+                               cin: Int, kout: Int, groups: Int, n: Int, h: Int, w: Int,
+                               scratch: UnsafeMutablePointer<Float>, one: Int) {
+        let hw = h * w, ws = paddedWidth(w), plane = (h + 2) * ws
+        let chunk = weightGradientImages(n: n, h: h, w: w)
+        for g in 0..<groups {
+            for n0 in Swift.stride(from: 0, to: n, by: chunk) {
+                let nc = min(chunk, n - n0)
+                for c in 0..<cin {
+                    for i in 0..<nc {
+                        pad(x + ((g * cin + c) * n + n0 + i) * hw, into: scratch + (c * nc + i) * plane, h: h, w: w)
+                    }
+                }
+                for k in 0..<kout {
+                    let dyk = dy + ((g * kout + k) * n + n0) * hw
+                    let dwk = dw + (g * kout + k) * cin * 9
+                    for c in 0..<cin {
+                        tapSums(dy: dyk, xpad: scratch + c * nc * plane, images: nc, h: h, w: w, ws: ws, plane: plane,
+                                one: one, into: dwk + c * 9)
+                    }
+                }
+            }
+        }
+    }
+
+    /// out[r*3 + s] += sum over the images, rows i and columns j of dy[i, j] * xpad[i + r, j + s].
+    @inline(__always)
+    static func tapSums(dy: UnsafePointer<Float>, xpad: UnsafePointer<Float>, images: Int, h: Int, w: Int, ws: Int,
+                        plane: Int, one: Int, into out: UnsafeMutablePointer<Float>) {
+        // the column shift `one` (1) comes from the caller at run time: given a constant, LLVM
+        // merges the three overlapping loads of a row into shuffles and spills, 3x slower
+        let two = 2 &* one
+        var t0 = SIMD8<Float>(), t1 = SIMD8<Float>(), t2 = SIMD8<Float>()
+        var t3 = SIMD8<Float>(), t4 = SIMD8<Float>(), t5 = SIMD8<Float>()
+        var t6 = SIMD8<Float>(), t7 = SIMD8<Float>(), t8 = SIMD8<Float>()
+        var d = dy
+        for img in 0..<images {
+            var row = xpad + img &* plane
+            for _ in 0..<h {
+                for j in Swift.stride(from: 0, to: w, by: 8) {
+                    let v = load(d + j)
+                    let r0 = row + j, r1 = r0 + ws, r2 = r1 + ws
+                    t0 = t0.addingProduct(load(r0), v); t1 = t1.addingProduct(load(r0 + one), v); t2 = t2.addingProduct(load(r0 + two), v)
+                    t3 = t3.addingProduct(load(r1), v); t4 = t4.addingProduct(load(r1 + one), v); t5 = t5.addingProduct(load(r1 + two), v)
+                    t6 = t6.addingProduct(load(r2), v); t7 = t7.addingProduct(load(r2 + one), v); t8 = t8.addingProduct(load(r2 + two), v)
+                }
+                d += w
+                row += ws
+            }
+        }
+        out[0] += t0.sum(); out[1] += t1.sum(); out[2] += t2.sum()
+        out[3] += t3.sum(); out[4] += t4.sum(); out[5] += t5.sum()
+        out[6] += t6.sum(); out[7] += t7.sum(); out[8] += t8.sum()
     }
 
     @inline(__always)

@@ -3,7 +3,8 @@ import Testing
 
 /// The direct 3x3 kernel against the im2col + GEMM path it replaces (which the layer fixtures and
 /// the finite-difference checks cover): forward, input gradient written and accumulated, weight
-/// gradient, for both register blockings (planes 16k wide, and 8 wide) and several groupings.
+/// gradient (direct too, in chunks of images), for both register blockings (planes 16k wide, and
+/// 8 wide) and several groupings.
 @Suite struct Direct3x3Tests {
     struct Result { var y: [Float], dx: [Float], dxAccumulated: [Float], dw: [Float] }
 
@@ -32,6 +33,7 @@ import Testing
         (8, 8, 1, 2, 8, 8),      // planes 8 wide (8 x 8 blocking)
         (32, 32, 2, 2, 4, 32),   // 16 per group, two 16-column blocks per row
         (64, 64, 4, 2, 3, 8),    // 16 per group at 8 wide
+        (8, 8, 2, 5, 32, 32),    // 5 images: the weight gradient's chunks of 4 images at 32 x 32, and a rest of 1
     ]) func directEqualsIm2col(shape: (Int, Int, Int, Int, Int, Int)) {
         let (c, k, groups, n, h, w) = shape
         let direct = run(c: c, k: k, groups: groups, n: n, h: h, w: w, direct: true)
