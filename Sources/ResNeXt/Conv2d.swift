@@ -185,18 +185,19 @@ public final class Conv2d<T: EngineScalar> {
         let chunk = imagesPerChunk(n: n, h: h, w: w)
         let asConvolution = backwardAsConvolution && dx != nil
         let direct = asConvolution && usesDirect(h: h, w: w)
+        let directWeights = usesDirect(h: h, w: w) && Direct3x3.weightGradientApplies(cin: cg, kout: kg)
         let flipped = col + scratchCount(n: n, h: h, w: w)
         if asConvolution { Profile.measure(.im2col) { flipWeights(into: flipped) } }
         if let dx, !accumulate, !isPointwise, !asConvolution {
             Profile.measure(.im2col) { dx.update(repeating: 0, count: inChannels * n * h * w) }
         }
-        if direct {
+        if directWeights {
             Profile.measure(.gemm) {
                 Direct3x3.weightGradient(x: f32(x), dy: f32(dy), dw: f32m(dWeight), cin: cg, kout: kg, groups: groups,
                                          n: n, h: h, w: w, scratch: f32m(col), one: kernel - 2)
             }
         }
-        for g in 0..<groups where !direct {
+        for g in 0..<groups where !(directWeights && (dx == nil || direct)) {
             let xg = x + g * cg * n * h * w
             let dyg = dy + g * kg * npq
             let wg = weight + g * kg * rows, dwg = dWeight + g * kg * rows
@@ -218,11 +219,13 @@ public final class Conv2d<T: EngineScalar> {
             for n0 in Swift.stride(from: 0, to: n, by: chunk) {
                 let nc = min(chunk, n - n0), cols = nc * pq
                 let images = n0..<(n0 + nc)
-                Profile.measure(.im2col) { im2col(x: xg, col: col, c: cg, n: n, images: images, h: h, w: w) }
-                // dW_g (Kg, rows) += dy_g[:, chunk] (Kg, cols) * col^T (cols, rows)
-                Profile.measure(.gemm) {
-                    T.gemm(transA: false, transB: true, m: kg, n: rows, k: cols, alpha: 1, a: dyg + n0 * pq, lda: npq,
-                           b: col, ldb: cols, beta: 1, c: dwg, ldc: rows)
+                if !directWeights {
+                    Profile.measure(.im2col) { im2col(x: xg, col: col, c: cg, n: n, images: images, h: h, w: w) }
+                    // dW_g (Kg, rows) += dy_g[:, chunk] (Kg, cols) * col^T (cols, rows)
+                    Profile.measure(.gemm) {
+                        T.gemm(transA: false, transB: true, m: kg, n: rows, k: cols, alpha: 1, a: dyg + n0 * pq, lda: npq,
+                               b: col, ldb: cols, beta: 1, c: dwg, ldc: rows)
+                    }
                 }
                 guard let dx, !direct else { continue }
                 if asConvolution {

@@ -80,9 +80,16 @@ public enum Direct3x3 {
         (dst + (h + 1) * ws).update(repeating: 0, count: ws)
     }
 
-    /// Images per chunk of the weight gradient: about 4096 floats of one channel of dy, so that
-    /// dy's plane run stays in L1 while every input channel is read against it.
-    static func weightGradientImages(n: Int, h: Int, w: Int) -> Int { max(1, min(n, 4096 / (h * w))) }
+    /// Images per chunk of the weight gradient: one padded input channel of the chunk is about
+    /// 4096 floats (16 KiB), so that it stays in L1 while every output channel's dy is read
+    /// against it.
+    static func weightGradientImages(n: Int, h: Int, w: Int) -> Int { max(1, min(n, 4096 / ((h + 2) * paddedWidth(w)))) }
+
+    /// Whether `Conv2d` computes the weight gradient here rather than by im2col + GEMM: where the
+    /// GEMM is thin, kout rows of 9 * cin columns with cin * kout <= 256. Measured per layer
+    /// (one thread, 64 images, docs/performance.md): at 16 channels per group (29-4x16d stage 1)
+    /// 40 ms against 53 for the whole backward; at 32 a tie; at 64 and more GEMM is faster.
+    static func weightGradientApplies(cin: Int, kout: Int) -> Bool { cin * kout <= 256 }
 
     /// Scratch floats of `weightGradient`: the padded planes of one chunk of images.
     static func weightGradientScratchCount(cin: Int, n: Int, h: Int, w: Int) -> Int {
@@ -90,9 +97,9 @@ public enum Direct3x3 {
     }
 
     /// dW += dL/dW for the same convolution as `run`: dW[k, c, r, s] = sum over images and
-    /// pixels of dy[k, i, j] * xpad[c, i + r, j + s]. For each (k, c) pair, 9 accumulators
+    /// pixels of dy[k, i, j] * xpad[c, i + r, j + s]. For each (c, k) pair, 9 accumulators
     /// (one per tap) run over a chunk of images 8 columns at a time: one load of dy and 9 of the
-    /// padded input feed 9 FMAs. dW is (groups * kout, cin, 3, 3). `one` must be 1, passed in
+    /// padded input channel (in L1) feed 9 FMAs. dW is (groups * kout, cin, 3, 3). `one` must be 1, passed in
     /// from a value the compiler cannot see (see `tapSums`).
     static func weightGradient(x: UnsafePointer<Float>, dy: UnsafePointer<Float>, dw: UnsafeMutablePointer<Float>,
                                cin: Int, kout: Int, groups: Int, n: Int, h: Int, w: Int,
@@ -107,12 +114,10 @@ public enum Direct3x3 {
                         pad(x + ((g * cin + c) * n + n0 + i) * hw, into: scratch + (c * nc + i) * plane, h: h, w: w)
                     }
                 }
-                for k in 0..<kout {
-                    let dyk = dy + ((g * kout + k) * n + n0) * hw
-                    let dwk = dw + (g * kout + k) * cin * 9
-                    for c in 0..<cin {
-                        tapSums(dy: dyk, xpad: scratch + c * nc * plane, images: nc, h: h, w: w, ws: ws, plane: plane,
-                                one: one, into: dwk + c * 9)
+                for c in 0..<cin {
+                    for k in 0..<kout {
+                        tapSums(dy: dy + ((g * kout + k) * n + n0) * hw, xpad: scratch + c * nc * plane, images: nc, h: h, w: w,
+                                ws: ws, plane: plane, one: one, into: dw + ((g * kout + k) * cin + c) * 9)
                     }
                 }
             }

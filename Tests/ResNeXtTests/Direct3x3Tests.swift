@@ -33,7 +33,8 @@ import Testing
         (8, 8, 1, 2, 8, 8),      // planes 8 wide (8 x 8 blocking)
         (32, 32, 2, 2, 4, 32),   // 16 per group, two 16-column blocks per row
         (64, 64, 4, 2, 3, 8),    // 16 per group at 8 wide
-        (8, 8, 2, 5, 32, 32),    // 5 images: the weight gradient's chunks of 4 images at 32 x 32, and a rest of 1
+        (8, 8, 2, 5, 32, 32),    // 5 images: the weight gradient's chunks of 3 images at 32 x 32, and a rest of 2
+        (64, 64, 2, 2, 4, 16),   // 32 per group: direct forward and input gradient, weight gradient by GEMM
     ]) func directEqualsIm2col(shape: (Int, Int, Int, Int, Int, Int)) {
         let (c, k, groups, n, h, w) = shape
         let direct = run(c: c, k: k, groups: groups, n: n, h: h, w: w, direct: true)
