@@ -97,6 +97,10 @@ public final class Conv2d<T: EngineScalar> {
     /// (tests set it to compare the two paths).
     public var useDirect3x3: Bool? = nil
 
+    /// Whether a direct layer also computes its weight gradient directly; nil follows
+    /// `Direct3x3.weightGradientApplies` (where the GEMM would be thin).
+    public var useDirectWeightGradient: Bool? = nil
+
     /// True when this float32 3x3 stride-1 "same" convolution runs forward, input gradient and
     /// weight gradient through `Direct3x3` at planes of h x w.
     func usesDirect(h: Int, w: Int) -> Bool {
@@ -185,7 +189,7 @@ public final class Conv2d<T: EngineScalar> {
         let chunk = imagesPerChunk(n: n, h: h, w: w)
         let asConvolution = backwardAsConvolution && dx != nil
         let direct = asConvolution && usesDirect(h: h, w: w)
-        let directWeights = usesDirect(h: h, w: w) && Direct3x3.weightGradientApplies(cin: cg, kout: kg)
+        let directWeights = usesDirect(h: h, w: w) && (useDirectWeightGradient ?? Direct3x3.weightGradientApplies(cin: cg, kout: kg))
         let flipped = col + scratchCount(n: n, h: h, w: w)
         if asConvolution { Profile.measure(.im2col) { flipWeights(into: flipped) } }
         if let dx, !accumulate, !isPointwise, !asConvolution {

@@ -63,6 +63,11 @@ final class Bottleneck<T: EngineScalar> {
     /// range from here to the next block's.
     let firstParameter: Int
 
+    /// This block's convolutions, each with the input plane it runs on.
+    var convolutionInputs: [(conv: Conv2d<T>, h: Int, w: Int)] {
+        [(conv1, h, w), (conv2, h, w), (conv3, p, q)] + (shortcutConv.map { [($0, h, w)] } ?? [])
+    }
+
     init(_ prefix: String, inChannels: Int, outChannels: Int, stride: Int, cardinality: Int, h: Int, w: Int,
          maxBatch: Int, maxGroups: Int, layout: inout StoreLayout) {
         let width = cardinality * outChannels / 4

@@ -68,6 +68,12 @@ public final class ResNeXt<T: EngineScalar> {
     }
 
     /// Forward multiply-accumulates per image (convolutions and the linear layer).
+    /// Every convolution of the model in order, each with the input plane it runs on
+    /// (`resnext-ddp bench --layers`).
+    public var convolutionInputs: [(conv: Conv2d<T>, h: Int, w: Int)] {
+        [(stem, Self.imageSize, Self.imageSize)] + blocks.flatMap(\.convolutionInputs)
+    }
+
     public var macsPerImage: Int {
         stem.macsPerImage(h: Self.imageSize, w: Self.imageSize) + blocks.reduce(0) { $0 + $1.macsPerImage() }
             + fc.inFeatures * fc.outFeatures

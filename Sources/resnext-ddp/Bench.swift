@@ -27,6 +27,8 @@ struct Bench: ParsableCommand {
     var json = false
     @Flag(help: "Print the time per kind of work (GEMM, im2col, batch norm, ...) over the timed steps.")
     var profile = false
+    @Flag(help: "Then time each distinct grouped 3x3 convolution of the model, forward and backward, three ways: im2col + GEMM, the default (the direct kernel where it applies), and direct including the weight gradient. One process only.")
+    var layers = false
 
     func validate() throws {
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
@@ -47,6 +49,11 @@ struct Bench: ParsableCommand {
             if comm.isRoot {
                 FileHandleOutput.standardError.write("error: --batch-size \(batchSize) is not divisible by \(comm.size) processes x --bn-group \(bnGroup)\n")
             }
+            finishCommunicator(comm)
+            throw ExitCode(1)
+        }
+        if layers && comm.size > 1 {
+            if comm.isRoot { FileHandleOutput.standardError.write("error: --layers times single layers; run it in one process, without mpirun\n") }
             finishCommunicator(comm)
             throw ExitCode(1)
         }
@@ -103,6 +110,7 @@ struct Bench: ParsableCommand {
                          sgemmMedian, 100 * gflops / Double(comm.size) / sgemmMedian))
         }
         if profile { print(Self.profileTable(steps: steps, total: times.reduce(0, +))) }
+        if layers { print(Self.layerTable(net, n: perRank, repeats: max(steps, 3), seed: seed)) }
     }
 }
 
@@ -121,6 +129,54 @@ extension Bench {
         }
         let median = times.dropFirst().sorted()[2]
         return 2 * Double(size * size * size) / median / 1e9
+    }
+
+    /// Each distinct grouped 3x3 convolution of `net` on its own (a copy with random weights and
+    /// data, n images), forward then backward with the input gradient, for each way of computing
+    /// it; the paths alternate, medians over `repeats`.
+    static func layerTable(_ net: ResNeXt<Float>, n: Int, repeats: Int, seed: UInt64) -> String {
+        let paths: [(name: String, direct: Bool?, directWeights: Bool?)] = [
+            ("im2col + GEMM", false, nil), ("default", nil, nil), ("direct, weight gradient too", true, true)]
+        var lines = ["| layer | C -> K, groups, stride, input | path | forward ms | backward ms | GFLOP/s |",
+                     "|---|---|---|---:|---:|---:|"]
+        var seen = Set<[Int]>()
+        var rng = SplitMix64(seed: seed &+ 7)
+        for (model, h, w) in net.convolutionInputs where model.kernel == 3 && model.groups > 1 {
+            guard seen.insert([model.inChannels, model.outChannels, model.groups, model.stride, h, w]).inserted else { continue }
+            var layout = StoreLayout()
+            let conv = Conv2d<Float>(model.name, model.inChannels, model.outChannels, kernel: 3, stride: model.stride,
+                                     padding: model.padding, groups: model.groups, layout: &layout)
+            let store = ParameterStore<Float>(layout)
+            conv.bind(store)
+            let (p, q) = conv.outputSize(h, w)
+            let x = Buffer<Float>(count: n * conv.inChannels * h * w), dx = Buffer<Float>(count: n * conv.inChannels * h * w)
+            let y = Buffer<Float>(count: n * conv.outChannels * p * q), dy = Buffer<Float>(count: n * conv.outChannels * p * q)
+            for i in 0..<store.params.count { store.params.base[i] = Float(rng.nextNormal()) * 0.1 }
+            for i in 0..<x.count { x.base[i] = Float(rng.nextNormal()) }
+            for i in 0..<dy.count { dy.base[i] = Float(rng.nextNormal()) }
+            let col = Buffer<Float>(count: max(1, conv.columnCount(n: n, h: h, w: w)))
+            var forward = [[Double]](repeating: [], count: paths.count), backward = forward
+            for _ in 0..<repeats {
+                for (i, path) in paths.enumerated() {
+                    conv.useDirect3x3 = path.direct
+                    conv.useDirectWeightGradient = path.directWeights
+                    var t0 = Profile.now()
+                    conv.forward(x: x.base, y: y.base, n: n, h: h, w: w, col: col.base)
+                    forward[i].append(Profile.now() - t0)
+                    t0 = Profile.now()
+                    conv.backward(x: x.base, dy: dy.base, dx: dx.base, n: n, h: h, w: w, col: col.base)
+                    backward[i].append(Profile.now() - t0)
+                }
+            }
+            let flops = 6 * Double(conv.macsPerImage(h: h, w: w) * n)
+            let shape = "\(conv.inChannels) -> \(conv.outChannels), \(conv.groups), \(conv.stride), \(h)x\(w)"
+            for (i, path) in paths.enumerated() {
+                let f = forward[i].sorted()[repeats / 2], b = backward[i].sorted()[repeats / 2]
+                lines.append(String(format: "| %@ | %@ | %@ | %.2f | %.2f | %.1f |", conv.name, shape, path.name,
+                                    f * 1000, b * 1000, flops / (f + b) / 1e9))
+            }
+        }
+        return lines.joined(separator: "\n")
     }
 
     /// The profile table: seconds per step for each kind of work, and its share of the step.

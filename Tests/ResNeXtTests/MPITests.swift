@@ -178,4 +178,18 @@ func worstDifference(_ a: String, _ b: String) throws -> (Double, String) {
         let buckets = r.stdout.split(separator: ",").first { $0.hasPrefix("\"buckets\":") }.flatMap { Int($0.dropFirst(10)) }
         #expect((buckets ?? 0) > 1, "bench reported \(String(describing: buckets)) buckets: \(r.stdout)")
     }
+
+    /// `bench --layers` times each distinct grouped 3x3 convolution three ways (depth 11: one per
+    /// stage, 3 shapes), in one process; under mpirun it refuses in one line.
+    @Test func benchLayers() throws {
+        let args = ["bench"] + Self.tiny + ["--batch-size", "8", "--bn-group", "4", "--steps", "1", "--layers"]
+        let one = try CLI.run(args)
+        #expect(one.status == 0, "\(one.output)")
+        let rows = one.stdout.split(separator: "\n").filter { $0.hasPrefix("| stage") }
+        #expect(rows.count == 9, "\(one.stdout)")
+        #expect(Set(rows.map { $0.split(separator: "|")[2] }).count == 3, "\(one.stdout)")
+        let two = try MPI.run(2, args)
+        #expect(two.status != 0)
+        #expect(two.output.contains("error: --layers times single layers; run it in one process, without mpirun"), "\(two.output)")
+    }
 }
