@@ -7,7 +7,7 @@ import Glibc
 /// of one image's input planes. Used by `Conv2d` for the grouped 3x3 convolutions (forward, the
 /// input gradient as a convolution with the flipped weights, and the weight gradient) when the
 /// plane width is a multiple of 8 and the channels per group are multiples of 4 (8 when the
-/// width is 8).
+/// plane is 8 wide and of odd height).
 ///
 /// x (groups * cin, N, H, W); weights (groups * kout, cin, 3, 3); y (groups * kout, N, H, W) is
 /// written, or added to when `accumulate`. `scratch` holds `direct3x3ScratchCount(cin:h:w:)` floats.
@@ -27,8 +27,11 @@ public enum Direct3x3 {
 
     public static func applies(cin: Int, kout: Int, h: Int, w: Int) -> Bool {
         guard w % 8 == 0, h >= 1 else { return false }
-        return w % 16 == 0 ? kout % 4 == 0 : kout % 8 == 0
+        return w % 16 == 0 ? kout % 4 == 0 : pairsRows(kout: kout, h: h) || kout % 8 == 0
     }
+
+    /// Whether planes 8 wide take the 4 channels x 2 rows blocking (else 8 channels x 1 row).
+    static func pairsRows(kout: Int, h: Int) -> Bool { kout % 4 == 0 && h % 2 == 0 }
 
     static func run(x: UnsafePointer<Float>, weights: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>,
                     cin: Int, kout: Int, groups: Int, n: Int, h: Int, w: Int, accumulate: Bool,
@@ -48,6 +51,14 @@ public enum Direct3x3 {
                                           cin: cin, out: yImage + k0 * n * hw + i * w + j, channelStride: n * hw,
                                           accumulate: accumulate)
                             }
+                        }
+                    }
+                } else if pairsRows(kout: kout, h: h) {
+                    for k0 in Swift.stride(from: 0, to: kout, by: 4) {
+                        for i in Swift.stride(from: 0, to: h, by: 2) {
+                            block4x8x2(scratch: scratch + i * ws, plane: plane, ws: ws, weights: wg + k0 * cin * 9,
+                                       cin: cin, out: yImage + k0 * n * hw + i * w, w: w, channelStride: n * hw,
+                                       accumulate: accumulate)
                         }
                     }
                 } else {
@@ -197,6 +208,42 @@ public enum Direct3x3 {
         store(b0, out + channelStride, accumulate: accumulate); store(b1, out + channelStride + 8, accumulate: accumulate)
         store(c0, out + 2 * channelStride, accumulate: accumulate); store(c1, out + 2 * channelStride + 8, accumulate: accumulate)
         store(d0, out + 3 * channelStride, accumulate: accumulate); store(d1, out + 3 * channelStride + 8, accumulate: accumulate)
+    }
+
+    /// 4 output channels x 2 rows of 8 columns (planes 8 wide): 8 accumulators. Per input
+    /// channel the two rows read 4 padded rows at 3 shifts (12 loads, shared between the rows'
+    /// taps) and 36 weight broadcasts for 72 FMAs, where 8 x 8 needs 81 loads: stage 3 of
+    /// 29-4x16d was load-bound.
+    @inline(__always)
+    static func block4x8x2(scratch: UnsafePointer<Float>, plane: Int, ws: Int, weights: UnsafePointer<Float>, cin: Int,
+                           out: UnsafeMutablePointer<Float>, w: Int, channelStride: Int, accumulate: Bool) {
+        var a0 = SIMD8<Float>(), a1 = SIMD8<Float>(), b0 = SIMD8<Float>(), b1 = SIMD8<Float>()
+        var c0 = SIMD8<Float>(), c1 = SIMD8<Float>(), d0 = SIMD8<Float>(), d1 = SIMD8<Float>()
+        let kStride = cin &* 9
+        var src = scratch
+        var wa = weights, wb = weights + kStride, wc = weights + 2 &* kStride, wd = weights + 3 &* kStride
+        for _ in 0..<cin {
+            for r in 0..<3 {
+                let row = src + r &* ws
+                for s in 0..<3 {
+                    // output row 0 reads padded row r, output row 1 padded row r + 1
+                    let x0 = load(row + s), x1 = load(row + (ws &+ s))
+                    let t = r &* 3 &+ s
+                    let va = SIMD8<Float>(repeating: wa[t]), vb = SIMD8<Float>(repeating: wb[t])
+                    let vc = SIMD8<Float>(repeating: wc[t]), vd = SIMD8<Float>(repeating: wd[t])
+                    a0 = a0.addingProduct(x0, va); a1 = a1.addingProduct(x1, va)
+                    b0 = b0.addingProduct(x0, vb); b1 = b1.addingProduct(x1, vb)
+                    c0 = c0.addingProduct(x0, vc); c1 = c1.addingProduct(x1, vc)
+                    d0 = d0.addingProduct(x0, vd); d1 = d1.addingProduct(x1, vd)
+                }
+            }
+            src += plane
+            wa += 9; wb += 9; wc += 9; wd += 9
+        }
+        store(a0, out, accumulate: accumulate); store(a1, out + w, accumulate: accumulate)
+        store(b0, out + channelStride, accumulate: accumulate); store(b1, out + channelStride + w, accumulate: accumulate)
+        store(c0, out + 2 * channelStride, accumulate: accumulate); store(c1, out + 2 * channelStride + w, accumulate: accumulate)
+        store(d0, out + 3 * channelStride, accumulate: accumulate); store(d1, out + 3 * channelStride + w, accumulate: accumulate)
     }
 
     /// 8 output channels x 8 columns (planes 8 wide): 8 accumulators; per tap 1 input load and

@@ -30,9 +30,9 @@ import Testing
 
     @Test(arguments: [
         (16, 16, 4, 3, 6, 16),   // 4 channels per group, planes 16 wide (4 x 16 blocking), odd rows
-        (8, 8, 1, 2, 8, 8),      // planes 8 wide (8 x 8 blocking)
+        (8, 8, 1, 2, 8, 8),      // planes 8 wide, even height (4 channels x 2 rows)
         (32, 32, 2, 2, 4, 32),   // 16 per group, two 16-column blocks per row
-        (64, 64, 4, 2, 3, 8),    // 16 per group at 8 wide
+        (64, 64, 4, 2, 3, 8),    // 16 per group at 8 wide, odd height (8 x 8 blocking)
         (8, 8, 2, 5, 32, 32),    // 5 images: the weight gradient's chunks of 3 images at 32 x 32, and a rest of 2
         (64, 64, 2, 2, 4, 16),   // 32 per group: direct forward and input gradient, weight gradient by GEMM
     ]) func directEqualsIm2col(shape: (Int, Int, Int, Int, Int, Int)) {
@@ -50,7 +50,8 @@ import Testing
     @Test func appliesOnlyWhereItShould() {
         #expect(Direct3x3.applies(cin: 16, kout: 16, h: 32, w: 32))
         #expect(!Direct3x3.applies(cin: 16, kout: 16, h: 10, w: 10))   // width not a multiple of 8
-        #expect(!Direct3x3.applies(cin: 4, kout: 4, h: 8, w: 8))       // 8 wide needs 8 output channels
+        #expect(Direct3x3.applies(cin: 4, kout: 4, h: 8, w: 8))        // 8 wide, 4 channels x 2 rows
+        #expect(!Direct3x3.applies(cin: 4, kout: 4, h: 7, w: 8))       // ... needs an even height, else 8 channels
         #expect(!Direct3x3.applies(cin: 6, kout: 6, h: 16, w: 16))     // 4 x 16 blocking needs multiples of 4
     }
 }
