@@ -31,7 +31,7 @@ done
 if [ "$(id -u)" -eq 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
 torchrun="$(dirname "$py")/torchrun"
 get() { echo "$2" | sed "s/.*\"$1\": *\([0-9.]*\).*/\1/"; }
-median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { printf "%.4g\n", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 echo "| model | round | processes | global batch | PyTorch images/s | resnext-ddp images/s | ratio | resnext-ddp step / SGEMM rate | PyTorch peak MiB/rank | resnext-ddp peak MiB/rank |"
 echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
 for cfg in $configs; do
@@ -58,6 +58,6 @@ for cfg in $configs; do
     done
     if [ "$rounds" -gt 1 ]; then
         lo=$(printf '%s\n' "${ratios[@]}" | sort -g | head -1); hi=$(printf '%s\n' "${ratios[@]}" | sort -g | tail -1)
-        echo "| $depth-${card}x${base}d | **median of $rounds** | $procs | $batch | $(median "${tis[@]}") | $(median "${ris[@]}") | **$(median "${ratios[@]}")x** (rounds ${lo}-${hi}x) | | | |"
+        echo "| $depth-${card}x${base}d | **median of $rounds** | $procs | $batch | $(median "${tis[@]}") | $(median "${ris[@]}") | **$(printf '%.2f' "$(median "${ratios[@]}")")x** (rounds ${lo}-${hi}x) | | | |"
     fi
 done
