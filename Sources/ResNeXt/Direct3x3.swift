@@ -47,18 +47,18 @@ public enum Direct3x3 {
                     for k0 in Swift.stride(from: 0, to: kout, by: 4) {
                         for i in 0..<h {
                             for j in Swift.stride(from: 0, to: w, by: 16) {
-                                block4x16(scratch: scratch + i * ws + j, plane: plane, ws: ws, weights: wg + k0 * cin * 9,
-                                          cin: cin, out: yImage + k0 * n * hw + i * w + j, channelStride: n * hw,
-                                          accumulate: accumulate)
+                                block4x2(scratch: scratch + i * ws + j, plane: plane, ws: ws, inputSecond: 8,
+                                         weights: wg + k0 * cin * 9, cin: cin, out: yImage + k0 * n * hw + i * w + j,
+                                         outputSecond: 8, channelStride: n * hw, accumulate: accumulate)
                             }
                         }
                     }
                 } else if pairsRows(kout: kout, h: h) {
                     for k0 in Swift.stride(from: 0, to: kout, by: 4) {
                         for i in Swift.stride(from: 0, to: h, by: 2) {
-                            block4x8x2(scratch: scratch + i * ws, plane: plane, ws: ws, weights: wg + k0 * cin * 9,
-                                       cin: cin, out: yImage + k0 * n * hw + i * w, w: w, channelStride: n * hw,
-                                       accumulate: accumulate)
+                            block4x2(scratch: scratch + i * ws, plane: plane, ws: ws, inputSecond: ws,
+                                     weights: wg + k0 * cin * 9, cin: cin, out: yImage + k0 * n * hw + i * w,
+                                     outputSecond: w, channelStride: n * hw, accumulate: accumulate)
                         }
                     }
                 } else {
@@ -176,12 +176,17 @@ public enum Direct3x3 {
         raw.storeBytes(of: accumulate ? raw.loadUnaligned(as: SIMD8<Float>.self) + v : v, as: SIMD8<Float>.self)
     }
 
-    /// 4 output channels x 16 columns of one output row: 8 accumulators; per tap 2 input loads
-    /// and 4 weight broadcasts feed 8 FMAs. Index arithmetic wraps (no overflow checks), so that
-    /// the 9 taps unroll.
+    /// 4 output channels x two 8-column output vectors: 8 accumulators; per tap 2 input loads and
+    /// 4 weight broadcasts feed 8 FMAs. The second vector lies `inputSecond` floats after the
+    /// first in the padded input and `outputSecond` in the output:
+    /// - 8 and 8: 16 columns of one output row (planes 16k wide);
+    /// - the padded and the plain row width: 2 rows of 8 columns (planes 8 wide). The two rows'
+    ///   taps then share loads (4 padded rows at 3 shifts: 12 loads and 36 broadcasts per input
+    ///   channel for 72 FMAs, where 8 x 8 needs 81 loads; stage 3 of 29-4x16d was load-bound).
+    /// Index arithmetic wraps (no overflow checks), so that the 9 taps unroll.
     @inline(__always)
-    static func block4x16(scratch: UnsafePointer<Float>, plane: Int, ws: Int, weights: UnsafePointer<Float>, cin: Int,
-                          out: UnsafeMutablePointer<Float>, channelStride: Int, accumulate: Bool) {
+    static func block4x2(scratch: UnsafePointer<Float>, plane: Int, ws: Int, inputSecond: Int, weights: UnsafePointer<Float>,
+                         cin: Int, out: UnsafeMutablePointer<Float>, outputSecond: Int, channelStride: Int, accumulate: Bool) {
         var a0 = SIMD8<Float>(), a1 = SIMD8<Float>(), b0 = SIMD8<Float>(), b1 = SIMD8<Float>()
         var c0 = SIMD8<Float>(), c1 = SIMD8<Float>(), d0 = SIMD8<Float>(), d1 = SIMD8<Float>()
         let kStride = cin &* 9
@@ -191,7 +196,7 @@ public enum Direct3x3 {
             for r in 0..<3 {
                 let row = src + r &* ws
                 for s in 0..<3 {
-                    let x0 = load(row + s), x1 = load(row + (s &+ 8))
+                    let x0 = load(row + s), x1 = load(row + (s &+ inputSecond))
                     let t = r &* 3 &+ s
                     let va = SIMD8<Float>(repeating: wa[t]), vb = SIMD8<Float>(repeating: wb[t])
                     let vc = SIMD8<Float>(repeating: wc[t]), vd = SIMD8<Float>(repeating: wd[t])
@@ -204,46 +209,11 @@ public enum Direct3x3 {
             src += plane
             wa += 9; wb += 9; wc += 9; wd += 9
         }
-        store(a0, out, accumulate: accumulate); store(a1, out + 8, accumulate: accumulate)
-        store(b0, out + channelStride, accumulate: accumulate); store(b1, out + channelStride + 8, accumulate: accumulate)
-        store(c0, out + 2 * channelStride, accumulate: accumulate); store(c1, out + 2 * channelStride + 8, accumulate: accumulate)
-        store(d0, out + 3 * channelStride, accumulate: accumulate); store(d1, out + 3 * channelStride + 8, accumulate: accumulate)
-    }
-
-    /// 4 output channels x 2 rows of 8 columns (planes 8 wide): 8 accumulators. Per input
-    /// channel the two rows read 4 padded rows at 3 shifts (12 loads, shared between the rows'
-    /// taps) and 36 weight broadcasts for 72 FMAs, where 8 x 8 needs 81 loads: stage 3 of
-    /// 29-4x16d was load-bound.
-    @inline(__always)
-    static func block4x8x2(scratch: UnsafePointer<Float>, plane: Int, ws: Int, weights: UnsafePointer<Float>, cin: Int,
-                           out: UnsafeMutablePointer<Float>, w: Int, channelStride: Int, accumulate: Bool) {
-        var a0 = SIMD8<Float>(), a1 = SIMD8<Float>(), b0 = SIMD8<Float>(), b1 = SIMD8<Float>()
-        var c0 = SIMD8<Float>(), c1 = SIMD8<Float>(), d0 = SIMD8<Float>(), d1 = SIMD8<Float>()
-        let kStride = cin &* 9
-        var src = scratch
-        var wa = weights, wb = weights + kStride, wc = weights + 2 &* kStride, wd = weights + 3 &* kStride
-        for _ in 0..<cin {
-            for r in 0..<3 {
-                let row = src + r &* ws
-                for s in 0..<3 {
-                    // output row 0 reads padded row r, output row 1 padded row r + 1
-                    let x0 = load(row + s), x1 = load(row + (ws &+ s))
-                    let t = r &* 3 &+ s
-                    let va = SIMD8<Float>(repeating: wa[t]), vb = SIMD8<Float>(repeating: wb[t])
-                    let vc = SIMD8<Float>(repeating: wc[t]), vd = SIMD8<Float>(repeating: wd[t])
-                    a0 = a0.addingProduct(x0, va); a1 = a1.addingProduct(x1, va)
-                    b0 = b0.addingProduct(x0, vb); b1 = b1.addingProduct(x1, vb)
-                    c0 = c0.addingProduct(x0, vc); c1 = c1.addingProduct(x1, vc)
-                    d0 = d0.addingProduct(x0, vd); d1 = d1.addingProduct(x1, vd)
-                }
-            }
-            src += plane
-            wa += 9; wb += 9; wc += 9; wd += 9
-        }
-        store(a0, out, accumulate: accumulate); store(a1, out + w, accumulate: accumulate)
-        store(b0, out + channelStride, accumulate: accumulate); store(b1, out + channelStride + w, accumulate: accumulate)
-        store(c0, out + 2 * channelStride, accumulate: accumulate); store(c1, out + 2 * channelStride + w, accumulate: accumulate)
-        store(d0, out + 3 * channelStride, accumulate: accumulate); store(d1, out + 3 * channelStride + w, accumulate: accumulate)
+        let o2 = outputSecond
+        store(a0, out, accumulate: accumulate); store(a1, out + o2, accumulate: accumulate)
+        store(b0, out + channelStride, accumulate: accumulate); store(b1, out + channelStride + o2, accumulate: accumulate)
+        store(c0, out + 2 * channelStride, accumulate: accumulate); store(c1, out + 2 * channelStride + o2, accumulate: accumulate)
+        store(d0, out + 3 * channelStride, accumulate: accumulate); store(d1, out + 3 * channelStride + o2, accumulate: accumulate)
     }
 
     /// 8 output channels x 8 columns (planes 8 wide): 8 accumulators; per tap 1 input load and
