@@ -147,11 +147,8 @@ public final class Conv2d<T: EngineScalar> {
         let chunk = imagesPerChunk(n: n, h: h, w: w)
         if usesDirect(h: h, w: w) {
             Profile.measure(.gemm) {
-                Direct3x3.run(x: UnsafeRawPointer(x).assumingMemoryBound(to: Float.self),
-                              weights: UnsafeRawPointer(weight).assumingMemoryBound(to: Float.self),
-                              y: UnsafeMutableRawPointer(y).assumingMemoryBound(to: Float.self),
-                              cin: cg, kout: kg, groups: groups, n: n, h: h, w: w, accumulate: false,
-                              scratch: UnsafeMutableRawPointer(col).assumingMemoryBound(to: Float.self))
+                Direct3x3.run(x: f32(x), weights: f32(weight), y: f32m(y), cin: cg, kout: kg, groups: groups,
+                              n: n, h: h, w: w, accumulate: false, scratch: f32m(col))
             }
             return
         }
@@ -255,11 +252,8 @@ public final class Conv2d<T: EngineScalar> {
         if direct, let dx {
             // dx (+)= conv(dy, flipped weights): the flipped (Cg, Kg, 3, 3) weights of each group
             Profile.measure(.gemm) {
-                Direct3x3.run(x: UnsafeRawPointer(dy).assumingMemoryBound(to: Float.self),
-                              weights: UnsafeRawPointer(flipped).assumingMemoryBound(to: Float.self),
-                              y: UnsafeMutableRawPointer(dx).assumingMemoryBound(to: Float.self),
-                              cin: kg, kout: cg, groups: groups, n: n, h: h, w: w, accumulate: accumulate,
-                              scratch: UnsafeMutableRawPointer(col).assumingMemoryBound(to: Float.self))
+                Direct3x3.run(x: f32(dy), weights: f32(flipped), y: f32m(dx), cin: kg, kout: cg, groups: groups,
+                              n: n, h: h, w: w, accumulate: accumulate, scratch: f32m(col))
             }
         }
     }
