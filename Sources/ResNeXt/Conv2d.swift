@@ -81,10 +81,12 @@ public final class Conv2d<T: EngineScalar> {
     public func columnCount(n: Int, h: Int, w: Int) -> Int {
         if isPointwise { return 0 }
         return scratchCount(n: n, h: h, w: w) + (backwardAsConvolution ? weightCount : 0)
+            + (usesPhasePlanes(h: h, w: w) ? h * w : 0)
     }
 
     /// Floats at the start of the workspace for the im2col columns of one chunk, or for
-    /// `Direct3x3`'s padded planes; the flipped weights follow them.
+    /// `Direct3x3`'s padded planes; the flipped weights, or a stride-2 layer's phase planes
+    /// (`usesPhasePlanes`), follow them.
     func scratchCount(n: Int, h: Int, w: Int) -> Int {
         let (p, q) = outputSize(h, w)
         let columns = columnRows * imagesPerChunk(n: n, h: h, w: w) * p * q
@@ -259,7 +261,8 @@ public final class Conv2d<T: EngineScalar> {
     }
 
     /// col (Cg*R*S, |images|*P*Q): row (c, r, s) holds x[c, i, p*stride - pad + r, q*stride - pad + s]
-    /// for the images i of the chunk, 0 outside; x is (Cg, N, H, W).
+    /// for the images i of the chunk, 0 outside; x is (Cg, N, H, W). col is the start of the
+    /// workspace (`usesPhasePlanes` keeps its phase planes after the columns).
     @_specialize(where T == Float)
     @_specialize(where T == Double)
     func im2col(x: UnsafePointer<T>, col: UnsafeMutablePointer<T>, c: Int, n: Int, images: Range<Int>, h: Int, w: Int) {
@@ -280,8 +283,22 @@ public final class Conv2d<T: EngineScalar> {
             }
             return
         }
-        if st == 2 && w % 2 == 0 {
-            im2colStride2(x: x, col: col, c: c, n: n, images: images, h: h, w: w)
+        if usesPhasePlanes(h: h, w: w) {
+            let phases = col + scratchCount(n: n, h: h, w: w), quarter = p * q, cols = images.count * quarter
+            for ci in 0..<c {
+                for ni in images {
+                    splitPhases(x + (ci * n + ni) * h * w, into: phases, h: h, w: w)
+                    let dst = col + (ni - images.lowerBound) * quarter
+                    for r in 0..<k {
+                        let (pr, sr) = phaseOf(r)
+                        for s in 0..<k {
+                            let (ps, ss) = phaseOf(s)
+                            shiftedCopy(from: phases + (2 * pr + ps) * quarter, to: dst + ((ci * k + r) * k + s) * cols,
+                                        dy: sr, dx: ss, h: p, w: q)
+                        }
+                    }
+                }
+            }
             return
         }
         var dst = col
@@ -350,53 +367,37 @@ public final class Conv2d<T: EngineScalar> {
         }
     }
 
-    /// Where column row s of a stride-2 convolution reads in the even/odd split of an input row:
-    /// input column 2 oq - pad + s is half[oq + m] of the even half (t = s - pad even) or the odd
-    /// one, with m = floor(t / 2); valid for oq in lo..<hi.
-    @inline(__always)
-    func stride2Source(s: Int, q: Int, half: Int) -> (odd: Bool, m: Int, lo: Int, hi: Int) {
-        let t = s - padding
-        let m = t >= 0 ? t / 2 : -((1 - t) / 2)
-        return (t & 1 != 0, m, max(0, -m), min(q, half - m))
+    /// True for a stride-2 convolution whose output plane is a quarter of its even-sized input
+    /// (3x3 with padding 1 and 1x1 without, as in ResNeXt): every column row is then a shifted
+    /// copy of one of the input's four phase planes (even or odd rows x even or odd columns), so
+    /// im2col is one split of the input plus the stride-1 `shiftedCopy`s, and col2im their adjoint.
+    func usesPhasePlanes(h: Int, w: Int) -> Bool {
+        let (p, q) = outputSize(h, w)
+        return stride == 2 && h % 2 == 0 && w % 2 == 0 && p == h / 2 && q == w / 2
     }
 
-    /// im2col for stride 2 and an even width: each input row is split once into its even and odd
-    /// columns, and every column row is then a plain shifted copy of one half (instead of a
-    /// strided gather per element). Same layout as `im2col`.
-    @_specialize(where T == Float)
-    @_specialize(where T == Double)
-    func im2colStride2(x: UnsafePointer<T>, col: UnsafeMutablePointer<T>, c: Int, n: Int, images: Range<Int>, h: Int, w: Int) {
-        let (p, q) = outputSize(h, w)
-        let k = kernel, pad = padding, half = w / 2
-        let cols = images.count * p * q
-        withUnsafeTemporaryAllocation(of: T.self, capacity: w) { scratch in
-            let even = scratch.baseAddress!, odd = even + half
-            for ci in 0..<c {
-                for ni in images {
-                    let src = x + (ci * n + ni) * h * w
-                    let colOffset = (ni - images.lowerBound) * p * q
-                    for r in 0..<k {
-                        let rowBlock = col + (ci * k + r) * k * cols + colOffset
-                        for op in 0..<p {
-                            let ih = op * 2 - pad + r
-                            if ih < 0 || ih >= h {
-                                for s in 0..<k { (rowBlock + s * cols + op * q).update(repeating: 0, count: q) }
-                                continue
-                            }
-                            deinterleave(src + ih * w, even: even, odd: odd, half: half)
-                            for s in 0..<k {
-                                let (isOdd, m, lo, hi) = stride2Source(s: s, q: q, half: half)
-                                let dst = rowBlock + s * cols + op * q
-                                let from = (isOdd ? odd : even) + m
-                                if hi <= lo { dst.update(repeating: 0, count: q); continue }
-                                if lo > 0 { dst.update(repeating: 0, count: lo) }
-                                (dst + lo).update(from: from + lo, count: hi - lo)
-                                if hi < q { (dst + hi).update(repeating: 0, count: q - hi) }
-                            }
-                        }
-                    }
-                }
-            }
+    /// Kernel row (or column) r of a stride-2 convolution reads input row 2o - pad + r, which is
+    /// row o + shift of the phase planes of that parity.
+    @inline(__always) func phaseOf(_ r: Int) -> (parity: Int, shift: Int) {
+        let t = r - padding
+        return (t & 1, t >> 1)
+    }
+
+    /// phases = the four (h/2, w/2) planes of an h x w plane: phase 2a + b holds plane[2i + a, 2j + b].
+    @inline(__always) func splitPhases(_ plane: UnsafePointer<T>, into phases: UnsafeMutablePointer<T>, h: Int, w: Int) {
+        let half = w / 2, quarter = h / 2 * half
+        for i in 0..<h {
+            let even = phases + (i & 1) * 2 * quarter + (i >> 1) * half
+            deinterleave(plane + i * w, even: even, odd: even + quarter, half: half)
+        }
+    }
+
+    /// plane += the plane whose phases these are (the adjoint of `splitPhases`).
+    @inline(__always) func mergePhases(_ phases: UnsafePointer<T>, into plane: UnsafeMutablePointer<T>, h: Int, w: Int) {
+        let half = w / 2, quarter = h / 2 * half
+        for i in 0..<h {
+            let even = phases + (i & 1) * 2 * quarter + (i >> 1) * half
+            interleaveAdd(even: even, odd: even + quarter, into: plane + i * w, half: half)
         }
     }
 
@@ -445,40 +446,6 @@ public final class Conv2d<T: EngineScalar> {
         }
     }
 
-    /// The adjoint of `im2colStride2`: the column rows are summed into the even and odd halves of
-    /// each input row, which are then added into dx.
-    @_specialize(where T == Float)
-    @_specialize(where T == Double)
-    func col2imStride2(col: UnsafePointer<T>, dx: UnsafeMutablePointer<T>, c: Int, n: Int, images: Range<Int>, h: Int, w: Int) {
-        let (p, q) = outputSize(h, w)
-        let k = kernel, pad = padding, half = w / 2
-        let cols = images.count * p * q
-        withUnsafeTemporaryAllocation(of: T.self, capacity: w) { scratch in
-            let even = scratch.baseAddress!, odd = even + half
-            for ci in 0..<c {
-                for ni in images {
-                    let dst = dx + (ci * n + ni) * h * w
-                    let colOffset = (ni - images.lowerBound) * p * q
-                    for r in 0..<k {
-                        let rowBlock = col + (ci * k + r) * k * cols + colOffset
-                        for op in 0..<p {
-                            let ih = op * 2 - pad + r
-                            if ih < 0 || ih >= h { continue }
-                            even.update(repeating: 0, count: w)
-                            for s in 0..<k {
-                                let (isOdd, m, lo, hi) = stride2Source(s: s, q: q, half: half)
-                                let from = rowBlock + s * cols + op * q
-                                let to = (isOdd ? odd : even) + m
-                                if hi > lo { for j in lo..<hi { to[j] += from[j] } }
-                            }
-                            interleaveAdd(even: even, odd: odd, into: dst + ih * w, half: half)
-                        }
-                    }
-                }
-            }
-        }
-    }
-
     /// The adjoint of im2col: dx[c, i, ih, iw] += col[(c, r, s), (i, p, q)] for the chunk's images.
     @_specialize(where T == Float)
     @_specialize(where T == Double)
@@ -499,8 +466,24 @@ public final class Conv2d<T: EngineScalar> {
             }
             return
         }
-        if st == 2 && w % 2 == 0 {
-            col2imStride2(col: col, dx: dx, c: c, n: n, images: images, h: h, w: w)
+        if usesPhasePlanes(h: h, w: w) {
+            let phases = UnsafeMutablePointer(mutating: col) + scratchCount(n: n, h: h, w: w)
+            let quarter = p * q, cols = images.count * quarter
+            for ci in 0..<c {
+                for ni in images {
+                    phases.update(repeating: 0, count: h * w)
+                    let src = UnsafeMutablePointer(mutating: col) + (ni - images.lowerBound) * quarter
+                    for r in 0..<k {
+                        let (pr, sr) = phaseOf(r)
+                        for s in 0..<k {
+                            let (ps, ss) = phaseOf(s)
+                            shiftedAdd(from: src + ((ci * k + r) * k + s) * cols, to: phases + (2 * pr + ps) * quarter,
+                                       dy: sr, dx: ss, h: p, w: q)
+                        }
+                    }
+                    mergePhases(phases, into: dx + (ci * n + ni) * h * w, h: h, w: w)
+                }
+            }
             return
         }
         var src = col

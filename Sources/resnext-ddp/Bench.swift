@@ -137,8 +137,11 @@ extension Bench {
     static func layerTable(_ net: ResNeXt<Float>, n: Int, repeats: Int, seed: UInt64) -> String {
         let paths: [(name: String, direct: Bool?, directWeights: Bool?)] = [
             ("im2col + GEMM", false, nil), ("default", nil, nil), ("direct, weight gradient too", true, true)]
-        var lines = ["| layer | C -> K, groups, stride, input | path | forward ms | backward ms | GFLOP/s |",
-                     "|---|---|---|---:|---:|---:|"]
+        var lines = ["| layer | C -> K, groups, stride, input | path | forward ms | backward ms | of which im2col/col2im ms | GFLOP/s |",
+                     "|---|---|---|---:|---:|---:|---:|"]
+        let wasProfiling = Profile.enabled
+        Profile.enabled = true
+        defer { Profile.enabled = wasProfiling; Profile.reset() }
         var seen = Set<[Int]>()
         var rng = SplitMix64(seed: seed &+ 7)
         for (model, h, w) in net.convolutionInputs where model.kernel == 3 && model.groups > 1 {
@@ -155,25 +158,28 @@ extension Bench {
             for i in 0..<x.count { x.base[i] = Float(rng.nextNormal()) }
             for i in 0..<dy.count { dy.base[i] = Float(rng.nextNormal()) }
             let col = Buffer<Float>(count: max(1, conv.columnCount(n: n, h: h, w: w)))
-            var forward = [[Double]](repeating: [], count: paths.count), backward = forward
+            var forward = [[Double]](repeating: [], count: paths.count), backward = forward, lowering = forward
             for _ in 0..<repeats {
                 for (i, path) in paths.enumerated() {
                     conv.useDirect3x3 = path.direct
                     conv.useDirectWeightGradient = path.directWeights
+                    Profile.reset()
                     var t0 = Profile.now()
                     conv.forward(x: x.base, y: y.base, n: n, h: h, w: w, col: col.base)
                     forward[i].append(Profile.now() - t0)
                     t0 = Profile.now()
                     conv.backward(x: x.base, dy: dy.base, dx: dx.base, n: n, h: h, w: w, col: col.base)
                     backward[i].append(Profile.now() - t0)
+                    lowering[i].append(Profile.seconds[WorkKind.im2col.rawValue])
                 }
             }
             let flops = 6 * Double(conv.macsPerImage(h: h, w: w) * n)
             let shape = "\(conv.inChannels) -> \(conv.outChannels), \(conv.groups), \(conv.stride), \(h)x\(w)"
             for (i, path) in paths.enumerated() {
                 let f = forward[i].sorted()[repeats / 2], b = backward[i].sorted()[repeats / 2]
-                lines.append(String(format: "| %@ | %@ | %@ | %.2f | %.2f | %.1f |", conv.name, shape, path.name,
-                                    f * 1000, b * 1000, flops / (f + b) / 1e9))
+                let l = lowering[i].sorted()[repeats / 2]
+                lines.append(String(format: "| %@ | %@ | %@ | %.2f | %.2f | %.2f | %.1f |", conv.name, shape, path.name,
+                                    f * 1000, b * 1000, l * 1000, flops / (f + b) / 1e9))
             }
         }
         return lines.joined(separator: "\n")

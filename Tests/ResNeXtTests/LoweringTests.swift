@@ -1,0 +1,76 @@
+import ResNeXt
+import Testing
+
+/// Every way `Conv2d` lowers a convolution (shifted copies for stride-1 "same", phase planes for
+/// stride 2 on even planes, the general gather, with the SIMD split for planes 16k wide), forward
+/// and both gradients in float32, against the definition summed in Double here.
+@Suite struct LoweringTests {
+    /// y, dx, dW of the convolution straight from its definition, x (C, N, H, W), W (K, Cg, R, S).
+    static func reference(x: [Float], weight: [Float], dy: [Float], c: Int, k: Int, kernel: Int, stride: Int,
+                          padding: Int, groups: Int, n: Int, h: Int, w: Int, p: Int, q: Int)
+        -> (y: [Double], dx: [Double], dw: [Double]) {
+        let cg = c / groups, kg = k / groups
+        var y = [Double](repeating: 0, count: k * n * p * q), dx = [Double](repeating: 0, count: c * n * h * w)
+        var dw = [Double](repeating: 0, count: weight.count)
+        for ko in 0..<k {
+            let g = ko / kg
+            for ci in 0..<cg {
+                let cin = g * cg + ci
+                for r in 0..<kernel {
+                    for s in 0..<kernel {
+                        let wi = ((ko * cg + ci) * kernel + r) * kernel + s
+                        for ni in 0..<n {
+                            for op in 0..<p {
+                                let ih = op * stride - padding + r
+                                guard ih >= 0 && ih < h else { continue }
+                                for oq in 0..<q {
+                                    let iw = oq * stride - padding + s
+                                    guard iw >= 0 && iw < w else { continue }
+                                    let xi = ((cin * n + ni) * h + ih) * w + iw, yi = ((ko * n + ni) * p + op) * q + oq
+                                    y[yi] += Double(weight[wi]) * Double(x[xi])
+                                    dx[xi] += Double(weight[wi]) * Double(dy[yi])
+                                    dw[wi] += Double(x[xi]) * Double(dy[yi])
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return (y, dx, dw)
+    }
+
+    @Test(arguments: [
+        (3, 2, 1, 4, 32, 32),   // stride-2 3x3 on phase planes, 16-wide SIMD split (stage 2's first block)
+        (3, 2, 1, 2, 16, 16),   // ... 8 wide (stage 3's)
+        (1, 2, 0, 1, 16, 16),   // stride-2 1x1 shortcut on phase planes
+        (3, 2, 1, 2, 10, 6),    // phase planes, scalar split
+        (3, 2, 1, 2, 9, 10),    // odd height: the general gather
+        (3, 1, 1, 4, 8, 8),     // stride-1 same: shifted copies
+        (3, 1, 0, 1, 7, 9),     // stride 1 without padding: the general gather
+    ]) func loweringMatchesDefinition(shape: (Int, Int, Int, Int, Int, Int)) {
+        let (kernel, stride, padding, groups, h, w) = shape
+        let (n, c, k) = (3, 8, 12)
+        var layout = StoreLayout()
+        let conv = Conv2d<Float>("conv", c, k, kernel: kernel, stride: stride, padding: padding, groups: groups, layout: &layout)
+        let store = ParameterStore<Float>(layout)
+        conv.bind(store)
+        conv.useDirect3x3 = false
+        let (p, q) = conv.outputSize(h, w)
+        var rng = SplitMix64(seed: 5)
+        for i in 0..<store.params.count { store.params.base[i] = Float(rng.nextNormal()) * 0.3 }
+        let x = Buffer<Float>(count: c * n * h * w), y = Buffer<Float>(count: k * n * p * q)
+        let dy = Buffer<Float>(count: k * n * p * q), dx = Buffer<Float>(count: c * n * h * w)
+        for i in 0..<x.count { x.base[i] = Float(rng.nextNormal()) }
+        for i in 0..<dy.count { dy.base[i] = Float(rng.nextNormal()) }
+        let col = Buffer<Float>(count: max(1, conv.columnCount(n: n, h: h, w: w)))
+        conv.forward(x: x.base, y: y.base, n: n, h: h, w: w, col: col.base)
+        conv.backward(x: x.base, dy: dy.base, dx: dx.base, n: n, h: h, w: w, col: col.base)
+        let ref = Self.reference(x: x.toArray(), weight: Array(store.params.toArray()[0..<conv.weightCount]), dy: dy.toArray(),
+                                 c: c, k: k, kernel: kernel, stride: stride, padding: padding, groups: groups,
+                                 n: n, h: h, w: w, p: p, q: q)
+        #expect(relativeError(y.toArray(), ref.y) < 1e-6, "forward \(shape)")
+        #expect(relativeError(dx.toArray(), ref.dx) < 1e-6, "dx \(shape)")
+        #expect(relativeError(Array(store.grads.toArray()[0..<conv.weightCount]), ref.dw) < 1e-6, "dW \(shape)")
+    }
+}
