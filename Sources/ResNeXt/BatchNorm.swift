@@ -41,11 +41,12 @@ public final class BatchNorm<T: EngineScalar> {
     }
 
     /// Training mode. x, y: (C, N, HW), y may equal x. n must be a multiple of `group`.
-    /// With `relu`, y = max(0, bn(x)).
+    /// With `residual` (C, N, HW), y = bn(x) + residual; with `relu`, the ReLU follows: a
+    /// bottleneck block's BN, residual add and ReLU in one pass over its output.
     @_specialize(where T == Float)
     @_specialize(where T == Double)
     public func forwardTraining(x: UnsafePointer<T>, y: UnsafeMutablePointer<T>, n: Int, hw: Int,
-                                group: Int, relu: Bool = false) {
+                                group: Int, relu: Bool = false, residual: UnsafePointer<T>? = nil) {
         precondition(n % group == 0, "batch \(n) is not a multiple of the BN group \(group)")
         let groups = n / group, m = group * hw
         precondition(groups * channels <= mean.count, "more BN groups than prepared")
@@ -74,43 +75,53 @@ public final class BatchNorm<T: EngineScalar> {
                 saveInv[c * groups + g] = T(inv)
                 let scale = T(Double(gamma[c]) * inv)
                 let shift = T(Double(beta[c]) - mu * Double(gamma[c]) * inv)
-                if relu {
-                    for i in 0..<m { ys[i] = max(0, xs[i] * scale + shift) }
-                } else {
-                    for i in 0..<m { ys[i] = xs[i] * scale + shift }
-                }
+                normalize(xs, ys, residual.map { $0 + off }, count: m, scale: scale, shift: shift, relu: relu)
             }
             batchMean[c] = T(sumMean)
             batchVar[c] = T(sumVar)
         }
     }
 
-    /// Evaluation mode with the running statistics. x, y: (C, N, HW), y may equal x.
+    /// ys = xs * scale + shift (+ rs), then the ReLU with `relu`: the same float operations in
+    /// the same order as BN, residual add and ReLU done one after the other.
+    @inline(__always)
+    func normalize(_ xs: UnsafePointer<T>, _ ys: UnsafeMutablePointer<T>, _ rs: UnsafePointer<T>?, count m: Int,
+                   scale: T, shift: T, relu: Bool) {
+        switch (rs, relu) {
+        case (let rs?, true): for i in 0..<m { ys[i] = max(0, (xs[i] * scale + shift) + rs[i]) }
+        case (let rs?, false): for i in 0..<m { ys[i] = (xs[i] * scale + shift) + rs[i] }
+        case (nil, true): for i in 0..<m { ys[i] = max(0, xs[i] * scale + shift) }
+        case (nil, false): for i in 0..<m { ys[i] = xs[i] * scale + shift }
+        }
+    }
+
+    /// Evaluation mode with the running statistics. x, y: (C, N, HW), y may equal x; `residual`
+    /// and `relu` as in `forwardTraining`.
     @_specialize(where T == Float)
     @_specialize(where T == Double)
     public func forwardInference(x: UnsafePointer<T>, y: UnsafeMutablePointer<T>, n: Int, hw: Int,
-                                 relu: Bool = false) {
+                                 relu: Bool = false, residual: UnsafePointer<T>? = nil) {
         let count = n * hw
         for c in 0..<channels {
             let inv = 1 / (Double(runningVar[c]) + eps).squareRoot()
             let scale = T(Double(gamma[c]) * inv)
             let shift = T(Double(beta[c]) - Double(runningMean[c]) * Double(gamma[c]) * inv)
-            let xs = x + c * count, ys = y + c * count
-            if relu {
-                for i in 0..<count { ys[i] = max(0, xs[i] * scale + shift) }
-            } else {
-                for i in 0..<count { ys[i] = xs[i] * scale + shift }
-            }
+            normalize(x + c * count, y + c * count, residual.map { $0 + c * count }, count: count, scale: scale,
+                      shift: shift, relu: relu)
         }
     }
 
     /// Backward of the training forward (same n, group). x is the forward input; dy, dx: (C, N, HW),
     /// dx may equal dy. dGamma, dBeta accumulate; dx is written.
-    /// With `reluOutput` (the forward's y when it ran with relu), dy is first masked by y > 0.
+    /// With `reluOutput` (the forward's y when it ran with relu), dy is first masked by y > 0,
+    /// and with `maskedDy` that masked dy is also written there (the gradient the fused residual
+    /// add hands to an identity shortcut).
     @_specialize(where T == Float)
     @_specialize(where T == Double)
     public func backward(x: UnsafePointer<T>, dy: UnsafePointer<T>, dx: UnsafeMutablePointer<T>,
-                         n: Int, hw: Int, group: Int, reluOutput: UnsafePointer<T>? = nil) {
+                         n: Int, hw: Int, group: Int, reluOutput: UnsafePointer<T>? = nil,
+                         maskedDy: UnsafeMutablePointer<T>? = nil) {
+        precondition(maskedDy == nil || reluOutput != nil, "maskedDy needs reluOutput")
         let groups = n / group, m = group * hw
         for c in 0..<channels {
             var dg = 0.0, db = 0.0
@@ -118,7 +129,14 @@ public final class BatchNorm<T: EngineScalar> {
                 let off = (c * n + g * group) * hw
                 let xs = x + off, dys = dy + off, dxs = dx + off
                 let mu = mean.base[c * groups + g], inv = invStd.base[c * groups + g]
-                if let reluOutput {
+                if let reluOutput, let maskedDy {
+                    let ys = reluOutput + off, ms = maskedDy + off
+                    for i in 0..<m {
+                        let d = ys[i] > 0 ? dys[i] : 0
+                        dxs[i] = d
+                        ms[i] = d
+                    }
+                } else if let reluOutput {
                     let ys = reluOutput + off
                     for i in 0..<m { dxs[i] = ys[i] > 0 ? dys[i] : 0 }
                 } else if UnsafePointer(dxs) != dys {

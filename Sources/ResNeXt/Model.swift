@@ -120,16 +120,17 @@ final class Bottleneck<T: EngineScalar> {
     }
 
     private func norm(_ bn: BatchNorm<T>, _ x: UnsafePointer<T>, _ y: UnsafeMutablePointer<T>, n: Int, hw: Int,
-                      mode: ForwardMode, relu: Bool) {
+                      mode: ForwardMode, relu: Bool, residual: UnsafePointer<T>? = nil) {
         Profile.measure(.batchNorm) {
             switch mode {
-            case .training(let group): bn.forwardTraining(x: x, y: y, n: n, hw: hw, group: group, relu: relu)
-            case .inference: bn.forwardInference(x: x, y: y, n: n, hw: hw, relu: relu)
+            case .training(let group): bn.forwardTraining(x: x, y: y, n: n, hw: hw, group: group, relu: relu, residual: residual)
+            case .inference: bn.forwardInference(x: x, y: y, n: n, hw: hw, relu: relu, residual: residual)
             }
         }
     }
 
     /// x (inChannels, N, h, w) -> self.y (outChannels, N, p, q). `tmp` holds one activation.
+    /// bn3 also does the residual add and the block's ReLU, in its output pass.
     func forward(x: UnsafePointer<T>, n: Int, mode: ForwardMode, col: UnsafeMutablePointer<T>,
                  tmp: UnsafeMutablePointer<T>) {
         conv1.forward(x: x, y: h1.base, n: n, h: h, w: w, col: col)
@@ -137,31 +138,32 @@ final class Bottleneck<T: EngineScalar> {
         conv2.forward(x: a1.base, y: h2.base, n: n, h: h, w: w, col: col)
         norm(bn2, h2.base, a2.base, n: n, hw: p * q, mode: mode, relu: true)
         conv3.forward(x: a2.base, y: h3.base, n: n, h: p, w: q, col: col)
-        norm(bn3, h3.base, y.base, n: n, hw: p * q, mode: mode, relu: false)
-        let count = outChannels * n * p * q
+        var shortcut = x
         if let shortcutConv, let shortcutBN, let s {
             shortcutConv.forward(x: x, y: s.base, n: n, h: h, w: w, col: col)
             norm(shortcutBN, s.base, tmp, n: n, hw: p * q, mode: mode, relu: false)
-            Profile.measure(.reluAdd) { residualAdd(y.base, tmp, count: count) }
-        } else {
-            Profile.measure(.reluAdd) { residualAdd(y.base, x, count: count) }
+            shortcut = UnsafePointer(tmp)
         }
-        Profile.measure(.reluAdd) { reluForward(y.base, count: count) }
+        norm(bn3, h3.base, y.base, n: n, hw: p * q, mode: mode, relu: true, residual: shortcut)
     }
 
-    /// dy (outChannels, N, p, q) is consumed (masked in place); dx (inChannels, N, h, w) is written.
+    /// dy (outChannels, N, p, q) is read; dx (inChannels, N, h, w) is written. The block's ReLU
+    /// is undone inside bn3's (and the shortcut BN's) backward, which mask dy by y > 0 as they
+    /// read it; for an identity shortcut bn3 also writes that masked dy to dx.
     func backward(x: UnsafePointer<T>, dy: UnsafeMutablePointer<T>, dx: UnsafeMutablePointer<T>,
                   n: Int, group: Int, col: UnsafeMutablePointer<T>,
                   t1: UnsafeMutablePointer<T>, t2: UnsafeMutablePointer<T>) {
-        let count = outChannels * n * p * q
-        Profile.measure(.reluAdd) { reluBackward(y: y.base, dy: dy, dx: dy, count: count) }
         if let shortcutConv, let shortcutBN, let s {
-            Profile.measure(.batchNorm) { shortcutBN.backward(x: s.base, dy: dy, dx: t2, n: n, hw: p * q, group: group) }
+            Profile.measure(.batchNorm) {
+                shortcutBN.backward(x: s.base, dy: dy, dx: t2, n: n, hw: p * q, group: group, reluOutput: y.base)
+            }
             shortcutConv.backward(x: x, dy: t2, dx: dx, accumulate: false, n: n, h: h, w: w, col: col)
+            Profile.measure(.batchNorm) { bn3.backward(x: h3.base, dy: dy, dx: t1, n: n, hw: p * q, group: group, reluOutput: y.base) }
         } else {
-            Profile.measure(.reluAdd) { dx.update(from: dy, count: count) }
+            Profile.measure(.batchNorm) {
+                bn3.backward(x: h3.base, dy: dy, dx: t1, n: n, hw: p * q, group: group, reluOutput: y.base, maskedDy: dx)
+            }
         }
-        Profile.measure(.batchNorm) { bn3.backward(x: h3.base, dy: dy, dx: t1, n: n, hw: p * q, group: group) }
         conv3.backward(x: a2.base, dy: t1, dx: t2, n: n, h: p, w: q, col: col)
         Profile.measure(.batchNorm) { bn2.backward(x: h2.base, dy: t2, dx: t2, n: n, hw: p * q, group: group, reluOutput: a2.base) }
         conv2.backward(x: a1.base, dy: t2, dx: t1, n: n, h: h, w: w, col: col)

@@ -4,14 +4,13 @@ import Glibc
 
 /// Kinds of work in a training step, for `resnext-ddp bench --profile`.
 public enum WorkKind: Int, CaseIterable, Sendable {
-    case gemm, im2col, batchNorm, reluAdd, pooling, loss, optimizer, communication, other
+    case gemm, im2col, batchNorm, pooling, loss, optimizer, communication, other
 
     public var label: String {
         switch self {
         case .gemm: "convolutions (GEMM, direct 3x3), linear"
         case .im2col: "im2col / col2im"
-        case .batchNorm: "batch norm"
-        case .reluAdd: "ReLU / residual add"
+        case .batchNorm: "batch norm (with the ReLUs and residual adds fused in)"
         case .pooling: "pooling, layout"
         case .loss: "softmax cross-entropy"
         case .optimizer: "optimizer (SGD)"

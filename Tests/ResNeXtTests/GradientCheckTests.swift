@@ -49,8 +49,10 @@ import Testing
         #expect(relativeError(dx.toArray(), before.map { 2 * $0 }) < 1e-12, "\(tag) accumulate")
     }
 
-    @Test(arguments: [(6, 3, false), (6, 2, true), (4, 4, true)])
-    func batchNormTraining(n: Int, group: Int, relu: Bool) {
+    /// Plain BN, BN + ReLU, and a block's output bn(x) + s then ReLU (the residual add and ReLU
+    /// fused into BN), whose gradient for s is the masked dy that `maskedDy` receives.
+    @Test(arguments: [(6, 3, false, false), (6, 2, true, false), (4, 4, true, false), (6, 2, true, true)])
+    func batchNormTraining(n: Int, group: Int, relu: Bool, residual: Bool) {
         let (c, hw) = (3, 5)
         var layout = StoreLayout()
         let bn = BatchNorm<D>("bn", c, maxGroups: n / group, layout: &layout)
@@ -58,23 +60,36 @@ import Testing
         bn.bind(store)
         store.params.copy(from: (randomArray(c, seed: 4, scale: 0.3, offset: 1) + randomArray(c, seed: 5, scale: 0.3)).map(D.init))
         let x = Buffer<D>(count: c * n * hw), y = Buffer<D>(count: c * n * hw), dx = Buffer<D>(count: c * n * hw)
+        let s = Buffer<D>(count: c * n * hw), ds = Buffer<D>(count: c * n * hw)
         x.copy(from: randomArray(x.count, seed: 6, scale: 2, offset: 1).map(D.init))
+        s.copy(from: randomArray(s.count, seed: 10).map(D.init))
         let r = randomArray(y.count, seed: 7).map(D.init)
         let objective = { () -> Double in
-            bn.forwardTraining(x: x.base, y: y.base, n: n, hw: hw, group: group, relu: relu)
+            bn.forwardTraining(x: x.base, y: y.base, n: n, hw: hw, group: group, relu: relu,
+                               residual: residual ? UnsafePointer(s.base) : nil)
             return projection(y.base, r)
         }
         _ = objective()
         let dy = Buffer<D>(count: y.count); dy.copy(from: r)
-        bn.backward(x: x.base, dy: dy.base, dx: dx.base, n: n, hw: hw, group: group, reluOutput: relu ? UnsafePointer(y.base) : nil)
-        // skip inputs whose BN output sits next to the ReLU kink
+        bn.backward(x: x.base, dy: dy.base, dx: dx.base, n: n, hw: hw, group: group, reluOutput: relu ? UnsafePointer(y.base) : nil,
+                    maskedDy: residual ? ds.base : nil)
+        #expect(dy.toArray() == r, "backward leaves dy as it was")
+        // skip inputs whose pre-activation sits next to the ReLU kink
         let out = y.toArray()
-        let skip = { (i: Int) in relu && abs(out[i]) < 1e-3 }
-        let tag = "bn n\(n) group \(group) relu \(relu)"
+        bn.forwardTraining(x: x.base, y: y.base, n: n, hw: hw, group: group, relu: false,
+                           residual: residual ? UnsafePointer(s.base) : nil)
+        let before = y.toArray()
+        let skip = { (i: Int) in relu && abs(before[i]) < 1e-3 }
+        let tag = "bn n\(n) group \(group) relu \(relu) residual \(residual)"
         expectClose(finiteDifferenceError(x: x.base, count: x.count, analytic: dx.toArray(), step: Self.step, samples: 1000,
                                           skip: skip, objective: objective), "\(tag) dx")
         expectClose(finiteDifferenceError(x: store.params.base, count: 2 * c, analytic: store.grads.toArray(), step: Self.step,
                                           objective: objective), "\(tag) dgamma, dbeta")
+        if residual {
+            expectClose(finiteDifferenceError(x: s.base, count: s.count, analytic: ds.toArray(), step: Self.step,
+                                              skip: skip, objective: objective), "\(tag) d(residual)")
+            #expect(zip(out, ds.toArray()).contains { $0.0 == 0 && $0.1 == 0 }, "\(tag): some outputs clipped")
+        }
     }
 
     /// The group semantics themselves: each group normalised alone, batch statistics summed over
@@ -132,31 +147,6 @@ import Testing
                     / (store.stats.base[c + ch] + 1e-5).squareRoot() + store.params.base[c + ch]
                 #expect(abs(y.base[ch * n * hw + i] - expected) < 1e-12)
             }
-        }
-    }
-
-    @Test func reluAndResidualAdd() {
-        let count = 200
-        let x = Buffer<D>(count: count), y = Buffer<D>(count: count), other = Buffer<D>(count: count)
-        x.copy(from: randomArray(count, seed: 10).map(D.init))
-        other.copy(from: randomArray(count, seed: 11).map(D.init))
-        let r = randomArray(count, seed: 12).map(D.init)
-        // y = relu(x + other): the block's output, with the residual add before the ReLU
-        let objective = { () -> Double in
-            y.base.update(from: x.base, count: count)
-            residualAdd(y.base, other.base, count: count)
-            reluForward(y.base, count: count)
-            return projection(y.base, r)
-        }
-        _ = objective()
-        let dy = Buffer<D>(count: count), dx = Buffer<D>(count: count)
-        dy.copy(from: r)
-        reluBackward(y: y.base, dy: dy.base, dx: dx.base, count: count)
-        let pre = (0..<count).map { x.base[$0] + other.base[$0] }
-        // the add hands the same gradient to both branches
-        for input in [x, other] {
-            expectClose(finiteDifferenceError(x: input.base, count: count, analytic: dx.toArray(), step: Self.step,
-                                              skip: { abs(pre[$0]) < 1e-3 }, objective: objective), "relu(x + s)")
         }
     }
 
