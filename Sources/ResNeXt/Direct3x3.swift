@@ -97,10 +97,11 @@ public enum Direct3x3 {
     static func weightGradientImages(n: Int, h: Int, w: Int) -> Int { max(1, min(n, 4096 / ((h + 2) * paddedWidth(w)))) }
 
     /// Whether `Conv2d` computes the weight gradient here rather than by im2col + GEMM: where the
-    /// GEMM is thin, kout rows of 9 * cin columns with cin * kout <= 256. Measured per layer
-    /// (one thread, 64 images, docs/performance.md): at 16 channels per group (29-4x16d stage 1)
-    /// 40 ms against 53 for the whole backward; at 32 a tie; at 64 and more GEMM is faster.
-    static func weightGradientApplies(cin: Int, kout: Int) -> Bool { cin * kout <= 256 }
+    /// GEMM is thin, kout rows of 9 * cin columns with cin * kout <= 1024. Measured per layer with
+    /// `bench --layers` (one thread, docs/performance.md), the whole backward: at 16 channels per
+    /// group (29-4x16d stage 1) 0.61 of im2col + GEMM's; at 32 (stage 2) 0.77-0.89 of it; at 64
+    /// (stage 3, and 29-4x64d) a tie or slower, and 10-25 % slower at 32 x 32 and 16 x 16.
+    static func weightGradientApplies(cin: Int, kout: Int) -> Bool { cin * kout <= 1024 }
 
     /// Scratch floats of `weightGradient`: the padded planes of one chunk of images.
     static func weightGradientScratchCount(cin: Int, n: Int, h: Int, w: Int) -> Int {
@@ -148,7 +149,29 @@ public enum Direct3x3 {
         var d = dy
         for img in 0..<images {
             var row = xpad + img &* plane
-            for _ in 0..<h {
+            var i = 0
+            // two dy rows at a time share the loads of padded rows i + 1 and i + 2: 14 loads per
+            // 18 FMAs instead of 20
+            while i &+ 1 < h {
+                for j in Swift.stride(from: 0, to: w, by: 8) {
+                    let u = load(d + j), v = load(d + (w &+ j))
+                    let r0 = row + j, r1 = r0 + ws, r2 = r1 + ws, r3 = r2 + ws
+                    var x0 = load(r0), x1 = load(r0 + one), x2 = load(r0 + two)
+                    t0 = t0.addingProduct(x0, u); t1 = t1.addingProduct(x1, u); t2 = t2.addingProduct(x2, u)
+                    x0 = load(r1); x1 = load(r1 + one); x2 = load(r1 + two)
+                    t3 = t3.addingProduct(x0, u); t4 = t4.addingProduct(x1, u); t5 = t5.addingProduct(x2, u)
+                    t0 = t0.addingProduct(x0, v); t1 = t1.addingProduct(x1, v); t2 = t2.addingProduct(x2, v)
+                    x0 = load(r2); x1 = load(r2 + one); x2 = load(r2 + two)
+                    t6 = t6.addingProduct(x0, u); t7 = t7.addingProduct(x1, u); t8 = t8.addingProduct(x2, u)
+                    t3 = t3.addingProduct(x0, v); t4 = t4.addingProduct(x1, v); t5 = t5.addingProduct(x2, v)
+                    x0 = load(r3); x1 = load(r3 + one); x2 = load(r3 + two)
+                    t6 = t6.addingProduct(x0, v); t7 = t7.addingProduct(x1, v); t8 = t8.addingProduct(x2, v)
+                }
+                d += 2 &* w
+                row += 2 &* ws
+                i &+= 2
+            }
+            if i < h {
                 for j in Swift.stride(from: 0, to: w, by: 8) {
                     let v = load(d + j)
                     let r0 = row + j, r1 = r0 + ws, r2 = r1 + ws
@@ -157,7 +180,6 @@ public enum Direct3x3 {
                     t6 = t6.addingProduct(load(r2), v); t7 = t7.addingProduct(load(r2 + one), v); t8 = t8.addingProduct(load(r2 + two), v)
                 }
                 d += w
-                row += ws
             }
         }
         out[0] += t0.sum(); out[1] += t1.sum(); out[2] += t2.sum()

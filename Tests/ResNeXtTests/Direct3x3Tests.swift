@@ -34,7 +34,9 @@ import Testing
         (32, 32, 2, 2, 4, 32),   // 16 per group, two 16-column blocks per row
         (64, 64, 4, 2, 3, 8),    // 16 per group at 8 wide, odd height (8 x 8 blocking)
         (8, 8, 2, 5, 32, 32),    // 5 images: the weight gradient's chunks of 3 images at 32 x 32, and a rest of 2
-        (64, 64, 2, 2, 4, 16),   // 32 per group: direct forward and input gradient, weight gradient by GEMM
+        (64, 64, 2, 2, 4, 16),   // 32 per group, weight gradient direct too
+        (8, 8, 2, 2, 5, 16),     // odd height: the weight gradient's rows in pairs, then one
+        (128, 128, 2, 2, 4, 16), // 64 per group: direct forward and input gradient, weight gradient by GEMM
     ]) func directEqualsIm2col(shape: (Int, Int, Int, Int, Int, Int)) {
         let (c, k, groups, n, h, w) = shape
         let direct = run(c: c, k: k, groups: groups, n: n, h: h, w: w, direct: true)
