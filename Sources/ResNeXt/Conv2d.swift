@@ -191,7 +191,9 @@ public final class Conv2d<T: EngineScalar> {
         let directWeights = usesDirect(h: h, w: w) && (useDirectWeightGradient ?? Direct3x3.weightGradientApplies(cin: cg, kout: kg))
         let flipped = col + scratchCount(n: n, h: h, w: w)
         if asConvolution { Profile.measure(.im2col) { flipWeights(into: flipped) } }
-        if let dx, !accumulate, !isPointwise, !asConvolution {
+        // col2im adds into dx, except on phase planes, where it writes each plane of dx once
+        let overwrite = !accumulate && usesPhasePlanes(h: h, w: w)
+        if let dx, !accumulate, !isPointwise, !asConvolution, !overwrite {
             Profile.measure(.im2col) { dx.update(repeating: 0, count: inChannels * n * h * w) }
         }
         if directWeights {
@@ -248,7 +250,9 @@ public final class Conv2d<T: EngineScalar> {
                     T.gemm(transA: true, transB: false, m: rows, n: cols, k: kg, alpha: 1, a: wg, lda: rows,
                            b: dyg + n0 * pq, ldb: npq, beta: 0, c: col, ldc: cols)
                 }
-                Profile.measure(.im2col) { col2im(col: col, dx: dx + g * cg * n * h * w, c: cg, n: n, images: images, h: h, w: w) }
+                Profile.measure(.im2col) {
+                    col2im(col: col, dx: dx + g * cg * n * h * w, c: cg, n: n, images: images, h: h, w: w, overwrite: overwrite)
+                }
             }
         }
         if direct, let dx {
@@ -392,12 +396,14 @@ public final class Conv2d<T: EngineScalar> {
         }
     }
 
-    /// plane += the plane whose phases these are (the adjoint of `splitPhases`).
-    @inline(__always) func mergePhases(_ phases: UnsafePointer<T>, into plane: UnsafeMutablePointer<T>, h: Int, w: Int) {
+    /// plane += the plane whose phases these are (the adjoint of `splitPhases`), or plane = it
+    /// with `overwrite`.
+    @inline(__always) func mergePhases(_ phases: UnsafePointer<T>, into plane: UnsafeMutablePointer<T>, h: Int, w: Int,
+                                       overwrite: Bool) {
         let half = w / 2, quarter = h / 2 * half
         for i in 0..<h {
             let even = phases + (i & 1) * 2 * quarter + (i >> 1) * half
-            interleaveAdd(even: even, odd: even + quarter, into: plane + i * w, half: half)
+            interleave(even: even, odd: even + quarter, into: plane + i * w, half: half, add: !overwrite)
         }
     }
 
@@ -424,9 +430,10 @@ public final class Conv2d<T: EngineScalar> {
         }
     }
 
-    /// line[2j] += even[j], line[2j+1] += odd[j] for j < half (the adjoint of `deinterleave`).
+    /// line[2j] += even[j], line[2j+1] += odd[j] for j < half (the adjoint of `deinterleave`),
+    /// or = without `add`.
     @inline(__always)
-    func interleaveAdd(even: UnsafePointer<T>, odd: UnsafePointer<T>, into line: UnsafeMutablePointer<T>, half: Int) {
+    func interleave(even: UnsafePointer<T>, odd: UnsafePointer<T>, into line: UnsafeMutablePointer<T>, half: Int, add: Bool) {
         if T.self == Float.self && half % 8 == 0 {
             let l = UnsafeMutableRawPointer(line), e = UnsafeRawPointer(even), o = UnsafeRawPointer(odd)
             var j = 0
@@ -434,22 +441,25 @@ public final class Conv2d<T: EngineScalar> {
                 var v = SIMD16<Float>()
                 v.evenHalf = e.loadUnaligned(fromByteOffset: j &* 4, as: SIMD8<Float>.self)
                 v.oddHalf = o.loadUnaligned(fromByteOffset: j &* 4, as: SIMD8<Float>.self)
-                let sum = l.loadUnaligned(fromByteOffset: j &* 8, as: SIMD16<Float>.self) + v
-                l.storeBytes(of: sum, toByteOffset: j &* 8, as: SIMD16<Float>.self)
+                if add { v += l.loadUnaligned(fromByteOffset: j &* 8, as: SIMD16<Float>.self) }
+                l.storeBytes(of: v, toByteOffset: j &* 8, as: SIMD16<Float>.self)
                 j &+= 8
             }
             return
         }
         for j in 0..<half {
-            line[2 * j] += even[j]
-            line[2 * j + 1] += odd[j]
+            line[2 * j] = add ? line[2 * j] + even[j] : even[j]
+            line[2 * j + 1] = add ? line[2 * j + 1] + odd[j] : odd[j]
         }
     }
 
     /// The adjoint of im2col: dx[c, i, ih, iw] += col[(c, r, s), (i, p, q)] for the chunk's images.
+    /// With `overwrite` (only where `usesPhasePlanes`), the chunk's planes of dx are written instead.
     @_specialize(where T == Float)
     @_specialize(where T == Double)
-    func col2im(col: UnsafePointer<T>, dx: UnsafeMutablePointer<T>, c: Int, n: Int, images: Range<Int>, h: Int, w: Int) {
+    func col2im(col: UnsafePointer<T>, dx: UnsafeMutablePointer<T>, c: Int, n: Int, images: Range<Int>, h: Int, w: Int,
+                overwrite: Bool = false) {
+        precondition(!overwrite || usesPhasePlanes(h: h, w: w), "col2im writes dx only on phase planes")
         let (p, q) = outputSize(h, w)
         let k = kernel, st = stride, pad = padding
         if st == 1 && p == h && q == w {
@@ -481,7 +491,7 @@ public final class Conv2d<T: EngineScalar> {
                                        dy: sr, dx: ss, h: p, w: q)
                         }
                     }
-                    mergePhases(phases, into: dx + (ci * n + ni) * h * w, h: h, w: w)
+                    mergePhases(phases, into: dx + (ci * n + ni) * h * w, h: h, w: w, overwrite: overwrite)
                 }
             }
             return
