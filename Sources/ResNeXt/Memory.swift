@@ -15,8 +15,12 @@ public final class Buffer<T: EngineScalar> {
         self.count = count
         var raw: UnsafeMutableRawPointer? = nil
         let bytes = max(count, 1) * MemoryLayout<T>.stride
-        let status = posix_memalign(&raw, 64, bytes)
+        let huge = HugePages.enabled && bytes >= HugePages.size
+        let status = posix_memalign(&raw, huge ? HugePages.size : 64, bytes)
         guard status == 0, let raw else { fatalError("out of memory allocating \(bytes) bytes") }
+        #if os(Linux)
+        if huge { _ = madvise(raw, bytes / HugePages.size * HugePages.size, MADV_HUGEPAGE) }
+        #endif
         memset(raw, 0, bytes)
         base = raw.bindMemory(to: T.self, capacity: max(count, 1))
     }
@@ -35,6 +39,17 @@ public final class Buffer<T: EngineScalar> {
             base.update(from: src.baseAddress!, count: array.count)
         }
     }
+}
+
+/// Buffers of 2 MiB and more start on a 2 MiB boundary and ask Linux for transparent huge pages
+/// (`madvise(MADV_HUGEPAGE)`; THP's default mode, "madvise", gives them only on request), unless
+/// `RESNEXT_HUGEPAGES=0`.
+enum HugePages {
+    static let size = 2 << 20
+    static let enabled: Bool = {
+        if let v = getenv("RESNEXT_HUGEPAGES") { return String(cString: v) != "0" }
+        return true
+    }()
 }
 
 /// Peak resident memory of this process in bytes (VmHWM from /proc/self/status), or nil if unknown.
