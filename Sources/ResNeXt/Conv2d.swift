@@ -103,18 +103,12 @@ public final class Conv2d<T: EngineScalar> {
     /// `Direct3x3.weightGradientApplies` (where the GEMM would be thin).
     public var useDirectWeightGradient: Bool? = nil
 
-    /// True when this float32 3x3 stride-1 "same" convolution runs its forward pass through
-    /// `Direct3x3` at planes of h x w (and its weight gradient, where `weightGradientApplies`).
+    /// True when this float32 3x3 stride-1 "same" convolution runs forward, input gradient and
+    /// weight gradient through `Direct3x3` at planes of h x w.
     func usesDirect(h: Int, w: Int) -> Bool {
-        (useDirect3x3 ?? Direct3x3.enabled) && T.self == Float.self && kernel == 3 && stride == 1 && padding == 1
-            && Direct3x3.applies(cin: inChannels / groups, kout: outChannels / groups, h: h, w: w)
-    }
-
-    /// True when the input gradient runs through `Direct3x3` too: the same kernel with input and
-    /// output channels swapped must apply (not for the stem's 3 input channels, whose input
-    /// gradient the model never asks for).
-    func usesDirectInputGradient(h: Int, w: Int) -> Bool {
-        usesDirect(h: h, w: w) && Direct3x3.applies(cin: outChannels / groups, kout: inChannels / groups, h: h, w: w)
+        let cg = inChannels / groups, kg = outChannels / groups
+        return (useDirect3x3 ?? Direct3x3.enabled) && T.self == Float.self && kernel == 3 && stride == 1 && padding == 1
+            && Direct3x3.applies(cin: cg, kout: kg, h: h, w: w) && Direct3x3.applies(cin: kg, kout: cg, h: h, w: w)
     }
 
     @inline(__always) func f32(_ p: UnsafePointer<T>) -> UnsafePointer<Float> {
@@ -193,7 +187,7 @@ public final class Conv2d<T: EngineScalar> {
         let pq = p * q, npq = n * pq, rows = cg * kernel * kernel
         let chunk = imagesPerChunk(n: n, h: h, w: w)
         let asConvolution = backwardAsConvolution && dx != nil
-        let direct = asConvolution && usesDirectInputGradient(h: h, w: w)
+        let direct = asConvolution && usesDirect(h: h, w: w)
         let directWeights = usesDirect(h: h, w: w) && (useDirectWeightGradient ?? Direct3x3.weightGradientApplies(cin: cg, kout: kg))
         let flipped = col + scratchCount(n: n, h: h, w: w)
         if asConvolution { Profile.measure(.im2col) { flipWeights(into: flipped) } }

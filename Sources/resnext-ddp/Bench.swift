@@ -27,7 +27,7 @@ struct Bench: ParsableCommand {
     var json = false
     @Flag(help: "Print the time per kind of work (GEMM, im2col, batch norm, ...) over the timed steps.")
     var profile = false
-    @Flag(help: "Then time each distinct 3x3 convolution of the model (the stem and the grouped ones), forward and backward, three ways: im2col + GEMM, the default (the direct kernel where it applies), and direct including the weight gradient. One process only.")
+    @Flag(help: "Then time each distinct grouped 3x3 convolution of the model, forward and backward, three ways: im2col + GEMM, the default (the direct kernel where it applies), and direct including the weight gradient. One process only.")
     var layers = false
 
     func validate() throws {
@@ -131,10 +131,9 @@ extension Bench {
         return 2 * Double(size * size * size) / median / 1e9
     }
 
-    /// Each distinct 3x3 convolution of `net` (the stem and the grouped ones) on its own (a copy
-    /// with random weights and data, n images), forward then backward (with the input gradient,
-    /// except for the stem, as in training), for each way of computing it; the paths alternate,
-    /// medians over `repeats`.
+    /// Each distinct grouped 3x3 convolution of `net` on its own (a copy with random weights and
+    /// data, n images), forward then backward with the input gradient, for each way of computing
+    /// it; the paths alternate, medians over `repeats`.
     static func layerTable(_ net: ResNeXt<Float>, n: Int, repeats: Int, seed: UInt64) -> String {
         let paths: [(name: String, direct: Bool?, directWeights: Bool?)] = [
             ("im2col + GEMM", false, nil), ("default", nil, nil), ("direct, weight gradient too", true, true)]
@@ -145,9 +144,7 @@ extension Bench {
         defer { Profile.enabled = wasProfiling; Profile.reset() }
         var seen = Set<[Int]>()
         var rng = SplitMix64(seed: seed &+ 7)
-        for (index, (model, h, w)) in net.convolutionInputs.enumerated() where model.kernel == 3 {
-            // the stem (the first convolution) computes no input gradient in training
-            let inputGradient = index > 0
+        for (model, h, w) in net.convolutionInputs where model.kernel == 3 && model.groups > 1 {
             guard seen.insert([model.inChannels, model.outChannels, model.groups, model.stride, h, w]).inserted else { continue }
             var layout = StoreLayout()
             let conv = Conv2d<Float>(model.name, model.inChannels, model.outChannels, kernel: 3, stride: model.stride,
@@ -171,12 +168,12 @@ extension Bench {
                     conv.forward(x: x.base, y: y.base, n: n, h: h, w: w, col: col.base)
                     forward[i].append(Profile.now() - t0)
                     t0 = Profile.now()
-                    conv.backward(x: x.base, dy: dy.base, dx: inputGradient ? dx.base : nil, n: n, h: h, w: w, col: col.base)
+                    conv.backward(x: x.base, dy: dy.base, dx: dx.base, n: n, h: h, w: w, col: col.base)
                     backward[i].append(Profile.now() - t0)
                     lowering[i].append(Profile.seconds[WorkKind.im2col.rawValue])
                 }
             }
-            let flops = (inputGradient ? 6 : 4) * Double(conv.macsPerImage(h: h, w: w) * n)
+            let flops = 6 * Double(conv.macsPerImage(h: h, w: w) * n)
             let shape = "\(conv.inChannels) -> \(conv.outChannels), \(conv.groups), \(conv.stride), \(h)x\(w)"
             for (i, path) in paths.enumerated() {
                 let f = forward[i].sorted()[repeats / 2], b = backward[i].sorted()[repeats / 2]
