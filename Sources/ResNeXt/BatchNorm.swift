@@ -14,8 +14,9 @@ public final class BatchNorm<T: EngineScalar> {
     var dGamma: UnsafeMutablePointer<T>!, dBeta: UnsafeMutablePointer<T>!
     var runningMean: UnsafeMutablePointer<T>!, runningVar: UnsafeMutablePointer<T>!
     var batchMean: UnsafeMutablePointer<T>!, batchVar: UnsafeMutablePointer<T>!
-    /// Saved by the training forward for backward: per (channel, group), index c * groups + g.
-    var mean: Buffer<T>, invStd: Buffer<T>
+    /// Saved by the training forward for backward: per (channel, group), index c * groups + g;
+    /// scale and shift are the float factors of its output pass, y = x * scale + shift.
+    var mean: Buffer<T>, invStd: Buffer<T>, scale: Buffer<T>, shift: Buffer<T>
 
     public init(_ name: String, _ channels: Int, maxGroups: Int, layout: inout StoreLayout) {
         self.name = name
@@ -27,6 +28,8 @@ public final class BatchNorm<T: EngineScalar> {
         counterIndex = layout.add(name + ".num_batches_tracked", [], .counter)
         mean = Buffer<T>(count: channels * maxGroups)
         invStd = Buffer<T>(count: channels * maxGroups)
+        scale = Buffer<T>(count: channels * maxGroups)
+        shift = Buffer<T>(count: channels * maxGroups)
     }
 
     public func bind(_ store: ParameterStore<T>) {
@@ -75,6 +78,8 @@ public final class BatchNorm<T: EngineScalar> {
                 saveInv[c * groups + g] = T(inv)
                 let scale = T(Double(gamma[c]) * inv)
                 let shift = T(Double(beta[c]) - mu * Double(gamma[c]) * inv)
+                self.scale.base[c * groups + g] = scale
+                self.shift.base[c * groups + g] = shift
                 normalize(xs, ys, residual.map { $0 + off }, count: m, scale: scale, shift: shift, relu: relu)
             }
             batchMean[c] = T(sumMean)
@@ -113,15 +118,18 @@ public final class BatchNorm<T: EngineScalar> {
 
     /// Backward of the training forward (same n, group). x is the forward input; dy, dx: (C, N, HW),
     /// dx may equal dy. dGamma, dBeta accumulate; dx is written.
-    /// With `reluOutput` (the forward's y when it ran with relu), dy is first masked by y > 0,
-    /// and with `maskedDy` that masked dy is also written there (the gradient the fused residual
-    /// add hands to an identity shortcut).
+    /// With `relu` (the forward ran with relu and no residual), dy is first masked where the
+    /// output was positive, recomputed from x with the forward's scale and shift (the same float
+    /// operations, so the same mask, without reading y). With `reluOutput` (the forward's y when
+    /// it ran with relu and a residual), dy is masked by y > 0, and with `maskedDy` that masked dy
+    /// is also written there (the gradient the fused residual add hands to an identity shortcut).
     @_specialize(where T == Float)
     @_specialize(where T == Double)
     public func backward(x: UnsafePointer<T>, dy: UnsafePointer<T>, dx: UnsafeMutablePointer<T>,
-                         n: Int, hw: Int, group: Int, reluOutput: UnsafePointer<T>? = nil,
+                         n: Int, hw: Int, group: Int, relu: Bool = false, reluOutput: UnsafePointer<T>? = nil,
                          maskedDy: UnsafeMutablePointer<T>? = nil) {
         precondition(maskedDy == nil || reluOutput != nil, "maskedDy needs reluOutput")
+        precondition(!(relu && reluOutput != nil), "relu recomputes the mask that reluOutput gives")
         let groups = n / group, m = group * hw
         for c in 0..<channels {
             var dg = 0.0, db = 0.0
@@ -139,6 +147,9 @@ public final class BatchNorm<T: EngineScalar> {
                 } else if let reluOutput {
                     let ys = reluOutput + off
                     for i in 0..<m { dxs[i] = ys[i] > 0 ? dys[i] : 0 }
+                } else if relu {
+                    let sc = scale.base[c * groups + g], sh = shift.base[c * groups + g]
+                    for i in 0..<m { dxs[i] = xs[i] * sc + sh > 0 ? dys[i] : 0 }
                 } else if UnsafePointer(dxs) != dys {
                     dxs.update(from: dys, count: m)
                 }

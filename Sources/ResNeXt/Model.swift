@@ -165,9 +165,9 @@ final class Bottleneck<T: EngineScalar> {
             }
         }
         conv3.backward(x: a2.base, dy: t1, dx: t2, n: n, h: p, w: q, col: col)
-        Profile.measure(.batchNorm) { bn2.backward(x: h2.base, dy: t2, dx: t2, n: n, hw: p * q, group: group, reluOutput: a2.base) }
+        Profile.measure(.batchNorm) { bn2.backward(x: h2.base, dy: t2, dx: t2, n: n, hw: p * q, group: group, relu: true) }
         conv2.backward(x: a1.base, dy: t2, dx: t1, n: n, h: h, w: w, col: col)
-        Profile.measure(.batchNorm) { bn1.backward(x: h1.base, dy: t1, dx: t1, n: n, hw: h * w, group: group, reluOutput: a1.base) }
+        Profile.measure(.batchNorm) { bn1.backward(x: h1.base, dy: t1, dx: t1, n: n, hw: h * w, group: group, relu: true) }
         conv1.backward(x: x, dy: t1, dx: dx, accumulate: true, n: n, h: h, w: w, col: col)
     }
 }

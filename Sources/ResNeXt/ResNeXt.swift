@@ -191,7 +191,7 @@ public final class ResNeXt<T: EngineScalar> {
             gradientsReady?(b.firstParameter)
         }
         let size = Self.imageSize
-        Profile.measure(.batchNorm) { stemBN.backward(x: h0.base, dy: dy, dx: dy, n: n, hw: size * size, group: group, reluOutput: a0.base) }
+        Profile.measure(.batchNorm) { stemBN.backward(x: h0.base, dy: dy, dx: dy, n: n, hw: size * size, group: group, relu: true) }
         stem.backward(x: input.base, dy: dy, dx: nil, n: n, h: size, w: size, col: col.base)
         gradientsReady?(0)
     }

@@ -71,8 +71,17 @@ import Testing
         }
         _ = objective()
         let dy = Buffer<D>(count: y.count); dy.copy(from: r)
-        bn.backward(x: x.base, dy: dy.base, dx: dx.base, n: n, hw: hw, group: group, reluOutput: relu ? UnsafePointer(y.base) : nil,
-                    maskedDy: residual ? ds.base : nil)
+        if relu && !residual {
+            // the mask recomputed from x is the one y gives
+            bn.backward(x: x.base, dy: dy.base, dx: dx.base, n: n, hw: hw, group: group, reluOutput: y.base)
+            let fromOutput = dx.toArray()
+            store.grads.zero()
+            bn.backward(x: x.base, dy: dy.base, dx: dx.base, n: n, hw: hw, group: group, relu: true)
+            #expect(dx.toArray() == fromOutput, "mask from x equals mask from y")
+        } else {
+            bn.backward(x: x.base, dy: dy.base, dx: dx.base, n: n, hw: hw, group: group,
+                        reluOutput: relu ? UnsafePointer(y.base) : nil, maskedDy: residual ? ds.base : nil)
+        }
         #expect(dy.toArray() == r, "backward leaves dy as it was")
         // skip inputs whose pre-activation sits next to the ReLU kink
         let out = y.toArray()
