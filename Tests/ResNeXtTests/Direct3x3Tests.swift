@@ -9,23 +9,13 @@ import Testing
     struct Result { var y: [Float], dx: [Float], dxAccumulated: [Float], dw: [Float] }
 
     func run(c: Int, k: Int, groups: Int, n: Int, h: Int, w: Int, direct: Bool) -> Result {
-        var layout = StoreLayout()
-        let conv = Conv2d<Float>("conv", c, k, kernel: 3, padding: 1, groups: groups, layout: &layout)
-        let store = ParameterStore<Float>(layout)
-        conv.bind(store)
-        conv.useDirect3x3 = direct
-        var rng = SplitMix64(seed: 11)
-        for i in 0..<store.params.count { store.params.base[i] = Float(rng.nextNormal()) * 0.3 }
-        let x = Buffer<Float>(count: n * c * h * w), y = Buffer<Float>(count: n * k * h * w)
-        let dy = Buffer<Float>(count: n * k * h * w), dx = Buffer<Float>(count: n * c * h * w)
-        for i in 0..<x.count { x.base[i] = Float(rng.nextNormal()) }
-        for i in 0..<dy.count { dy.base[i] = Float(rng.nextNormal()) }
-        let col = Buffer<Float>(count: conv.columnCount(n: n, h: h, w: w))
-        conv.forward(x: x.base, y: y.base, n: n, h: h, w: w, col: col.base)
-        conv.backward(x: x.base, dy: dy.base, dx: dx.base, n: n, h: h, w: w, col: col.base)
-        let written = dx.toArray()
-        conv.backward(x: x.base, dy: dy.base, dx: dx.base, accumulate: true, n: n, h: h, w: w, col: col.base)
-        return Result(y: y.toArray(), dx: written, dxAccumulated: dx.toArray(), dw: store.grads.toArray())
+        let t = ConvolutionCase(c: c, k: k, kernel: 3, padding: 1, groups: groups, n: n, h: h, w: w, seed: 11)
+        t.conv.useDirect3x3 = direct
+        t.forward()
+        t.backward()
+        let written = t.dx.toArray()
+        t.backward(accumulate: true)
+        return Result(y: t.y.toArray(), dx: written, dxAccumulated: t.dx.toArray(), dw: t.store.grads.toArray())
     }
 
     @Test(arguments: [

@@ -51,26 +51,16 @@ import Testing
     ]) func loweringMatchesDefinition(shape: (Int, Int, Int, Int, Int, Int)) {
         let (kernel, stride, padding, groups, h, w) = shape
         let (n, c, k) = (3, 8, 12)
-        var layout = StoreLayout()
-        let conv = Conv2d<Float>("conv", c, k, kernel: kernel, stride: stride, padding: padding, groups: groups, layout: &layout)
-        let store = ParameterStore<Float>(layout)
-        conv.bind(store)
-        conv.useDirect3x3 = false
-        let (p, q) = conv.outputSize(h, w)
-        var rng = SplitMix64(seed: 5)
-        for i in 0..<store.params.count { store.params.base[i] = Float(rng.nextNormal()) * 0.3 }
-        let x = Buffer<Float>(count: c * n * h * w), y = Buffer<Float>(count: k * n * p * q)
-        let dy = Buffer<Float>(count: k * n * p * q), dx = Buffer<Float>(count: c * n * h * w)
-        for i in 0..<x.count { x.base[i] = Float(rng.nextNormal()) }
-        for i in 0..<dy.count { dy.base[i] = Float(rng.nextNormal()) }
-        let col = Buffer<Float>(count: max(1, conv.columnCount(n: n, h: h, w: w)))
-        conv.forward(x: x.base, y: y.base, n: n, h: h, w: w, col: col.base)
-        conv.backward(x: x.base, dy: dy.base, dx: dx.base, n: n, h: h, w: w, col: col.base)
-        let ref = Self.reference(x: x.toArray(), weight: Array(store.params.toArray()[0..<conv.weightCount]), dy: dy.toArray(),
-                                 c: c, k: k, kernel: kernel, stride: stride, padding: padding, groups: groups,
-                                 n: n, h: h, w: w, p: p, q: q)
-        #expect(relativeError(y.toArray(), ref.y) < 1e-6, "forward \(shape)")
-        #expect(relativeError(dx.toArray(), ref.dx) < 1e-6, "dx \(shape)")
-        #expect(relativeError(Array(store.grads.toArray()[0..<conv.weightCount]), ref.dw) < 1e-6, "dW \(shape)")
+        let t = ConvolutionCase(c: c, k: k, kernel: kernel, stride: stride, padding: padding, groups: groups,
+                                n: n, h: h, w: w, seed: 5)
+        t.conv.useDirect3x3 = false
+        t.forward()
+        t.backward()
+        let (p, q) = t.conv.outputSize(h, w)
+        let ref = Self.reference(x: t.x.toArray(), weight: t.weights, dy: t.dy.toArray(), c: c, k: k, kernel: kernel,
+                                 stride: stride, padding: padding, groups: groups, n: n, h: h, w: w, p: p, q: q)
+        #expect(relativeError(t.y.toArray(), ref.y) < 1e-6, "forward \(shape)")
+        #expect(relativeError(t.dx.toArray(), ref.dx) < 1e-6, "dx \(shape)")
+        #expect(relativeError(t.weightGradient, ref.dw) < 1e-6, "dW \(shape)")
     }
 }

@@ -91,3 +91,39 @@ func projection<T: EngineScalar>(_ y: UnsafePointer<T>, _ r: [T]) -> Double {
     for i in r.indices { s += Double(r[i]) * Double(y[i]) }
     return s
 }
+
+/// A float32 convolution with its weights (scaled by 0.3), x and dy drawn in that order from
+/// `seed`, and buffers for y, dx and its workspace: the setting of the tests that hold one way of
+/// computing a convolution against another.
+struct ConvolutionCase {
+    let conv: Conv2d<Float>
+    let store: ParameterStore<Float>
+    let x, y, dy, dx, col: Buffer<Float>
+    let n, h, w: Int
+
+    init(c: Int, k: Int, kernel: Int, stride: Int = 1, padding: Int, groups: Int, n: Int, h: Int, w: Int, seed: UInt64) {
+        var layout = StoreLayout()
+        conv = Conv2d<Float>("conv", c, k, kernel: kernel, stride: stride, padding: padding, groups: groups, layout: &layout)
+        store = ParameterStore<Float>(layout)
+        conv.bind(store)
+        let (p, q) = conv.outputSize(h, w)
+        var rng = SplitMix64(seed: seed)
+        for i in 0..<store.params.count { store.params.base[i] = Float(rng.nextNormal()) * 0.3 }
+        x = Buffer<Float>(count: c * n * h * w); dx = Buffer<Float>(count: c * n * h * w)
+        y = Buffer<Float>(count: k * n * p * q); dy = Buffer<Float>(count: k * n * p * q)
+        for i in 0..<x.count { x.base[i] = Float(rng.nextNormal()) }
+        for i in 0..<dy.count { dy.base[i] = Float(rng.nextNormal()) }
+        col = Buffer<Float>(count: max(1, conv.columnCount(n: n, h: h, w: w)))
+        self.n = n; self.h = h; self.w = w
+    }
+
+    func forward() { conv.forward(x: x.base, y: y.base, n: n, h: h, w: w, col: col.base) }
+
+    func backward(accumulate: Bool = false) {
+        conv.backward(x: x.base, dy: dy.base, dx: dx.base, accumulate: accumulate, n: n, h: h, w: w, col: col.base)
+    }
+
+    /// The weights, without the rest of the store.
+    var weights: [Float] { Array(store.params.toArray()[0..<conv.weightCount]) }
+    var weightGradient: [Float] { Array(store.grads.toArray()[0..<conv.weightCount]) }
+}
