@@ -114,11 +114,6 @@ final class Bottleneck<T: EngineScalar> {
         max(conv2.columnCount(n: n, h: h, w: w), shortcutConv?.columnCount(n: n, h: h, w: w) ?? 0)
     }
 
-    func macsPerImage() -> Int {
-        conv1.macsPerImage(h: h, w: w) + conv2.macsPerImage(h: h, w: w) + conv3.macsPerImage(h: p, w: q)
-            + (shortcutConv?.macsPerImage(h: h, w: w) ?? 0)
-    }
-
     private func norm(_ bn: BatchNorm<T>, _ x: UnsafePointer<T>, _ y: UnsafeMutablePointer<T>, n: Int, hw: Int,
                       mode: ForwardMode, relu: Bool, residual: UnsafePointer<T>? = nil) {
         Profile.measure(.batchNorm) {

@@ -67,16 +67,15 @@ public final class ResNeXt<T: EngineScalar> {
         t1 = Buffer<T>(count: largest); t2 = Buffer<T>(count: largest)
     }
 
-    /// Forward multiply-accumulates per image (convolutions and the linear layer).
     /// Every convolution of the model in order, each with the input plane it runs on
-    /// (`resnext-ddp bench --layers`).
+    /// (`macsPerImage`, `resnext-ddp bench --layers`).
     public var convolutionInputs: [(conv: Conv2d<T>, h: Int, w: Int)] {
         [(stem, Self.imageSize, Self.imageSize)] + blocks.flatMap(\.convolutionInputs)
     }
 
+    /// Forward multiply-accumulates per image (convolutions and the linear layer).
     public var macsPerImage: Int {
-        stem.macsPerImage(h: Self.imageSize, w: Self.imageSize) + blocks.reduce(0) { $0 + $1.macsPerImage() }
-            + fc.inFeatures * fc.outFeatures
+        convolutionInputs.reduce(0) { $0 + $1.conv.macsPerImage(h: $1.h, w: $1.w) } + fc.inFeatures * fc.outFeatures
     }
 
     /// Bytes held by activations and workspaces (not the flat parameter buffers).
