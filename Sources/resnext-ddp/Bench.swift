@@ -27,7 +27,7 @@ struct Bench: ParsableCommand {
     var json = false
     @Flag(help: "Print the time per kind of work (GEMM, im2col, batch norm, ...) over the timed steps.")
     var profile = false
-    @Flag(help: "Then time each distinct grouped 3x3 convolution of the model, forward and backward, three ways: im2col + GEMM, the default (the direct kernel where it applies), and direct including the weight gradient. One process only.")
+    @Flag(help: "Then time each distinct grouped 3x3 convolution of the model, forward and backward, three ways: im2col + GEMM, the default (the direct kernel where it applies), and direct including the weight gradient; then every distinct convolution on the default path, and their sum per step against SGEMM (the ceiling the convolutions put on the step). One process only.")
     var layers = false
 
     func validate() throws {
@@ -110,7 +110,7 @@ struct Bench: ParsableCommand {
                          sgemmMedian, 100 * gflops / Double(comm.size) / sgemmMedian))
         }
         if profile { print(Self.profileTable(steps: steps, total: times.reduce(0, +))) }
-        if layers { print(Self.layerTable(net, n: perRank, repeats: max(steps, 3), seed: seed)) }
+        if layers { print(Self.layerTable(net, n: perRank, repeats: max(steps, 3), seed: seed, sgemm: sgemmMedian)) }
     }
 }
 
@@ -131,58 +131,102 @@ extension Bench {
         return 2 * Double(size * size * size) / median / 1e9
     }
 
-    /// Each distinct grouped 3x3 convolution of `net` on its own (a copy with random weights and
-    /// data, n images), forward then backward with the input gradient, for each way of computing
-    /// it; the paths alternate, medians over `repeats`.
-    static func layerTable(_ net: ResNeXt<Float>, n: Int, repeats: Int, seed: UInt64) -> String {
+    /// Two tables of `net`'s convolutions, each timed on its own (a copy with random weights and
+    /// data, n images), forward then backward with the input gradient; medians over `repeats`.
+    /// First each distinct grouped 3x3 convolution for each way of computing it (the paths
+    /// alternate); then every distinct convolution on the default path with how many layers share
+    /// its shape, and their sum: the time the step would spend in convolutions if each ran as it
+    /// does alone, against `sgemm` (GFLOP/s): a ceiling on the step's share of SGEMM.
+    static func layerTable(_ net: ResNeXt<Float>, n: Int, repeats: Int, seed: UInt64, sgemm: Double) -> String {
         let paths: [(name: String, direct: Bool?, directWeights: Bool?)] = [
             ("im2col + GEMM", false, nil), ("default", nil, nil), ("direct, weight gradient too", true, true)]
         var lines = ["| layer | C -> K, groups, stride, input | path | forward ms | backward ms | of which im2col/col2im ms | GFLOP/s |",
                      "|---|---|---|---:|---:|---:|---:|"]
+        var rng = SplitMix64(seed: seed &+ 7)
+        var seen = Set<[Int]>()
+        for (model, h, w) in net.convolutionInputs where model.kernel == 3 && model.groups > 1 {
+            guard seen.insert(shapeKey(model, h, w)).inserted else { continue }
+            let times = timeConvolution(model, h: h, w: w, n: n, paths: paths.map { ($0.direct, $0.directWeights) },
+                                        repeats: repeats, rng: &rng)
+            for (i, path) in paths.enumerated() {
+                let t = times[i]
+                lines.append(String(format: "| %@ | %@ | %@ | %.2f | %.2f | %.2f | %.1f |", model.name, shapeText(model, h, w),
+                                    path.name, t.forward * 1000, t.backward * 1000, t.lowering * 1000,
+                                    t.flops / (t.forward + t.backward) / 1e9))
+            }
+        }
+        lines += ["", "| layer (and those of the same shape) | C -> K, kernel, groups, stride, input | layers | forward ms | backward ms | ms per step, all of them | GFLOP/s |",
+                  "|---|---|---:|---:|---:|---:|---:|"]
+        var shapes: [[Int]: (conv: Conv2d<Float>, h: Int, w: Int, count: Int)] = [:], order: [[Int]] = []
+        for (model, h, w) in net.convolutionInputs {
+            let key = shapeKey(model, h, w)
+            if let known = shapes[key] { shapes[key]!.count = known.count + 1 } else { shapes[key] = (model, h, w, 1); order.append(key) }
+        }
+        var total = 0.0, totalFlops = 0.0
+        let stem = net.convolutionInputs[0].conv
+        for key in order {
+            let (model, h, w, count) = shapes[key]!
+            // as in the step, the stem computes no input gradient
+            let t = timeConvolution(model, h: h, w: w, n: n, paths: [(nil, nil)], repeats: repeats, rng: &rng,
+                                    inputGradient: model !== stem)[0]
+            total += Double(count) * (t.forward + t.backward)
+            totalFlops += Double(count) * t.flops
+            lines.append(String(format: "| %@ | %@, %dx%d | %d | %.2f | %.2f | %.1f | %.1f |", model.name, shapeText(model, h, w),
+                                model.kernel, model.kernel, count, t.forward * 1000, t.backward * 1000,
+                                Double(count) * (t.forward + t.backward) * 1000, t.flops / (t.forward + t.backward) / 1e9))
+        }
+        lines.append(String(format: "all convolutions, each on its own: %.1f ms per step of %d images, %.1f GFLOP/s, %.0f %% of the SGEMM above",
+                            total * 1000, n, totalFlops / total / 1e9, 100 * totalFlops / total / 1e9 / sgemm))
+        return lines.joined(separator: "\n")
+    }
+
+    static func shapeKey(_ c: Conv2d<Float>, _ h: Int, _ w: Int) -> [Int] {
+        [c.inChannels, c.outChannels, c.kernel, c.groups, c.stride, h, w]
+    }
+
+    static func shapeText(_ c: Conv2d<Float>, _ h: Int, _ w: Int) -> String {
+        "\(c.inChannels) -> \(c.outChannels), \(c.groups), \(c.stride), \(h)x\(w)"
+    }
+
+    /// Median seconds of forward, backward (with the input gradient) and their im2col/col2im, and
+    /// the FLOPs of both, of a copy of `model` on random data, for each (direct, direct weight
+    /// gradient) setting; the settings alternate.
+    static func timeConvolution(_ model: Conv2d<Float>, h: Int, w: Int, n: Int, paths: [(Bool?, Bool?)], repeats: Int,
+                                rng: inout SplitMix64, inputGradient: Bool = true)
+        -> [(forward: Double, backward: Double, lowering: Double, flops: Double)] {
         let wasProfiling = Profile.enabled
         Profile.enabled = true
         defer { Profile.enabled = wasProfiling; Profile.reset() }
-        var seen = Set<[Int]>()
-        var rng = SplitMix64(seed: seed &+ 7)
-        for (model, h, w) in net.convolutionInputs where model.kernel == 3 && model.groups > 1 {
-            guard seen.insert([model.inChannels, model.outChannels, model.groups, model.stride, h, w]).inserted else { continue }
-            var layout = StoreLayout()
-            let conv = Conv2d<Float>(model.name, model.inChannels, model.outChannels, kernel: 3, stride: model.stride,
-                                     padding: model.padding, groups: model.groups, layout: &layout)
-            let store = ParameterStore<Float>(layout)
-            conv.bind(store)
-            let (p, q) = conv.outputSize(h, w)
-            let x = Buffer<Float>(count: n * conv.inChannels * h * w), dx = Buffer<Float>(count: n * conv.inChannels * h * w)
-            let y = Buffer<Float>(count: n * conv.outChannels * p * q), dy = Buffer<Float>(count: n * conv.outChannels * p * q)
-            for i in 0..<store.params.count { store.params.base[i] = Float(rng.nextNormal()) * 0.1 }
-            for i in 0..<x.count { x.base[i] = Float(rng.nextNormal()) }
-            for i in 0..<dy.count { dy.base[i] = Float(rng.nextNormal()) }
-            let col = Buffer<Float>(count: max(1, conv.columnCount(n: n, h: h, w: w)))
-            var forward = [[Double]](repeating: [], count: paths.count), backward = forward, lowering = forward
-            for _ in 0..<repeats {
-                for (i, path) in paths.enumerated() {
-                    conv.useDirect3x3 = path.direct
-                    conv.useDirectWeightGradient = path.directWeights
-                    Profile.reset()
-                    var t0 = Profile.now()
-                    conv.forward(x: x.base, y: y.base, n: n, h: h, w: w, col: col.base)
-                    forward[i].append(Profile.now() - t0)
-                    t0 = Profile.now()
-                    conv.backward(x: x.base, dy: dy.base, dx: dx.base, n: n, h: h, w: w, col: col.base)
-                    backward[i].append(Profile.now() - t0)
-                    lowering[i].append(Profile.seconds[WorkKind.im2col.rawValue])
-                }
-            }
-            let flops = 6 * Double(conv.macsPerImage(h: h, w: w) * n)
-            let shape = "\(conv.inChannels) -> \(conv.outChannels), \(conv.groups), \(conv.stride), \(h)x\(w)"
+        var layout = StoreLayout()
+        let conv = Conv2d<Float>(model.name, model.inChannels, model.outChannels, kernel: model.kernel, stride: model.stride,
+                                 padding: model.padding, groups: model.groups, layout: &layout)
+        let store = ParameterStore<Float>(layout)
+        conv.bind(store)
+        let (p, q) = conv.outputSize(h, w)
+        let x = Buffer<Float>(count: n * conv.inChannels * h * w), dx = Buffer<Float>(count: n * conv.inChannels * h * w)
+        let y = Buffer<Float>(count: n * conv.outChannels * p * q), dy = Buffer<Float>(count: n * conv.outChannels * p * q)
+        for i in 0..<store.params.count { store.params.base[i] = Float(rng.nextNormal()) * 0.1 }
+        for i in 0..<x.count { x.base[i] = Float(rng.nextNormal()) }
+        for i in 0..<dy.count { dy.base[i] = Float(rng.nextNormal()) }
+        let col = Buffer<Float>(count: max(1, conv.columnCount(n: n, h: h, w: w)))
+        var forward = [[Double]](repeating: [], count: paths.count), backward = forward, lowering = forward
+        for _ in 0..<repeats {
             for (i, path) in paths.enumerated() {
-                let f = forward[i].sorted()[repeats / 2], b = backward[i].sorted()[repeats / 2]
-                let l = lowering[i].sorted()[repeats / 2]
-                lines.append(String(format: "| %@ | %@ | %@ | %.2f | %.2f | %.2f | %.1f |", conv.name, shape, path.name,
-                                    f * 1000, b * 1000, l * 1000, flops / (f + b) / 1e9))
+                conv.useDirect3x3 = path.0
+                conv.useDirectWeightGradient = path.1
+                Profile.reset()
+                var t0 = Profile.now()
+                conv.forward(x: x.base, y: y.base, n: n, h: h, w: w, col: col.base)
+                forward[i].append(Profile.now() - t0)
+                t0 = Profile.now()
+                conv.backward(x: x.base, dy: dy.base, dx: inputGradient ? dx.base : nil, n: n, h: h, w: w, col: col.base)
+                backward[i].append(Profile.now() - t0)
+                lowering[i].append(Profile.seconds[WorkKind.im2col.rawValue])
             }
         }
-        return lines.joined(separator: "\n")
+        let flops = (inputGradient ? 6 : 4) * Double(conv.macsPerImage(h: h, w: w) * n)
+        let median = { (a: [Double]) in a.sorted()[repeats / 2] }
+        return paths.indices.map { (median(forward[$0]), median(backward[$0]), median(lowering[$0]), flops) }
     }
 
     /// The profile table: seconds per step for each kind of work, and its share of the step.

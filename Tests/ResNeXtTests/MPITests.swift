@@ -185,9 +185,23 @@ func worstDifference(_ a: String, _ b: String) throws -> (Double, String) {
         let args = ["bench"] + Self.tiny + ["--batch-size", "8", "--bn-group", "4", "--steps", "1", "--layers"]
         let one = try CLI.run(args)
         #expect(one.status == 0, "\(one.output)")
-        let rows = one.stdout.split(separator: "\n").filter { $0.hasPrefix("| stage") }
+        let tables = one.stdout.components(separatedBy: "\n\n")
+        #expect(tables.count == 2, "\(one.stdout)")
+        let rows = tables[0].split(separator: "\n").filter { $0.hasPrefix("| stage") }
         #expect(rows.count == 9, "\(one.stdout)")
         #expect(Set(rows.map { $0.split(separator: "|")[2] }).count == 3, "\(one.stdout)")
+        // every convolution: one row per distinct shape, the layer counts adding up to the
+        // model's convolutions (stem, 3 per block, 3 projection shortcuts), and the per-step sum
+        let all = tables.last!.split(separator: "\n").filter { $0.hasPrefix("| conv") || $0.hasPrefix("| stage") }
+        let counts = all.map { Int($0.split(separator: "|")[2].trimmingCharacters(in: .whitespaces)) ?? 0 }
+        let perStep = all.map { Double($0.split(separator: "|")[5].trimmingCharacters(in: .whitespaces)) ?? .nan }
+        let layers: Int = counts.reduce(0, +), expected = 1 + 3 * 3 + 3
+        #expect(layers == expected, "\(one.stdout)")
+        let total = one.stdout.split(separator: "\n").first { $0.hasPrefix("all convolutions, each on its own: ") }
+        let stated: Double? = total.flatMap { Double($0.split(separator: " ")[6]) }
+        let summed: Double = perStep.reduce(0, +)
+        let rounding: Double = 0.05 * Double(all.count) + 0.1
+        #expect(stated != nil && abs(stated! - summed) <= rounding, "\(one.stdout)")
         let two = try MPI.run(2, args)
         #expect(two.status != 0)
         #expect(two.output.contains("error: --layers times single layers; run it in one process, without mpirun"), "\(two.output)")
