@@ -4,7 +4,7 @@ import Glibc
 
 /// Kinds of work in a training step, for `resnext-ddp bench --profile`.
 public enum WorkKind: Int, CaseIterable, Sendable {
-    case gemm, im2col, batchNorm, pooling, loss, optimizer, communication, other
+    case gemm, im2col, batchNorm, pooling, loss, optimizer, communication, imbalance, other
 
     public var label: String {
         switch self {
@@ -15,6 +15,7 @@ public enum WorkKind: Int, CaseIterable, Sendable {
         case .loss: "softmax cross-entropy"
         case .optimizer: "optimizer (SGD)"
         case .communication: "allreduce / broadcast"
+        case .imbalance: "waiting for the slower rank (bench's barrier before the allreduce)"
         case .other: "other"
         }
     }

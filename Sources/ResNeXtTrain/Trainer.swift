@@ -383,7 +383,7 @@ public enum DataParallel {
         reducer.begin()
         let result = net.trainStep(images: images, labels: labels, n: n, bnGroup: bnGroup, optimizer: optimizer,
                                    globalBatch: globalBatch, beforeUpdate: {
-            if timeAllreduce && comm.size > 1 { comm.barrier() }
+            if timeAllreduce && comm.size > 1 { Profile.measure(.imbalance) { comm.barrier() } }
             let t0 = Profile.now()
             Profile.measure(.communication) {
                 reducer.finish()

@@ -179,6 +179,14 @@ func worstDifference(_ a: String, _ b: String) throws -> (Double, String) {
         #expect((buckets ?? 0) > 1, "bench reported \(String(describing: buckets)) buckets: \(r.stdout)")
     }
 
+    /// Under mpirun, `bench --profile` shows the wait for the slower rank (the barrier before the
+    /// allreduce) on its own row rather than leaving it in "unaccounted".
+    @Test func benchProfileNamesTheWait() throws {
+        let r = try MPI.run(2, ["bench"] + Self.tiny + ["--batch-size", "8", "--bn-group", "4", "--steps", "1", "--profile"])
+        #expect(r.status == 0, "\(r.output)")
+        #expect(r.stdout.contains("| waiting for the slower rank (bench's barrier before the allreduce) |"), "\(r.stdout)")
+    }
+
     /// `bench --layers` times each distinct grouped 3x3 convolution three ways (depth 11: one per
     /// stage, 3 shapes), in one process; under mpirun it refuses in one line.
     @Test func benchLayers() throws {
