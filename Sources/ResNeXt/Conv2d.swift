@@ -95,6 +95,11 @@ public final class Conv2d<T: EngineScalar> {
         return max(columns, direct)
     }
 
+    /// Called, when set, with this layer's forward output (its start and element count) once it is
+    /// written. For the fixture tests' conditioning measure, which moves each stored activation of
+    /// the float64 engine by float32-rounding noise (`ModelFixtureTests.roundingSensitivity`).
+    public var outputHook: ((UnsafeMutablePointer<T>, Int) -> Void)? = nil
+
     /// Whether this layer uses `Direct3x3` where it applies; nil follows `Direct3x3.enabled`
     /// (tests set it to compare the two paths).
     public var useDirect3x3: Bool? = nil
@@ -146,6 +151,7 @@ public final class Conv2d<T: EngineScalar> {
         let (p, q) = outputSize(h, w)
         let cg = inChannels / groups, kg = outChannels / groups
         let pq = p * q, npq = n * pq, rows = cg * kernel * kernel
+        defer { if let outputHook { outputHook(y, outChannels * npq) } }
         let chunk = imagesPerChunk(n: n, h: h, w: w)
         if usesDirect(h: h, w: w) {
             Profile.measure(.gemm) {
@@ -529,3 +535,4 @@ public final class Conv2d<T: EngineScalar> {
     let q = a / b
     return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q
 }
+

@@ -48,9 +48,14 @@ struct ModelCase {
 /// init, PyTorch float64 misses step 2's gradients by 3.8e-2 and float32 by 0.13.)
 /// When a step's gradients miss, the test measures this directly: it re-evaluates the gradient
 /// in float64 at the stored state and input moved by uniform relative noise of 2^-24 (float32
-/// rounding), eight draws. If that alone moves the gradient beyond the tolerance, the step is
-/// ill-posed: its misses, and the misses of the trajectory from that step on, are recorded as
-/// known issues with the figures. Any other miss fails the test.
+/// rounding), with every convolution output moved by the same noise as it is written (a float32
+/// engine stores each activation rounded), eight draws. If that alone moves the gradient beyond
+/// the tolerance, the step is ill-posed: its misses, and the misses of the trajectory from that
+/// step on, are recorded as known issues with the figures. Any other miss fails the test.
+/// (The activations matter: at model_29_4x4_b16_g16's init the state and input noise moves the
+/// float64 gradient by 4.1e-4, the activation noise as well by 8.4e-3; at model_29_2x4_b8_g4's,
+/// 3.2e-5 and 9.1e-2. Both have a ReLU input within float32 rounding of zero, and a change of
+/// summation order in one convolution flips it: docs/performance.md.)
 @Suite struct ModelFixtureTests {
     static let outputTolerance = 1e-4
     static let stateTolerance = 2e-3
@@ -165,11 +170,11 @@ struct ModelCase {
                 if !(err < Self.stateTolerance) { misses.append("\(param) \(String(format: "%.2g", err))") }
             }
             if misses.isEmpty { continue }
-            let sensitivity = try Self.roundingSensitivity(c, at: prefix)
+            let sensitivity = try Self.roundingSensitivity(c, at: prefix, activations: true)
             let summary = "\(name) \(T.self) step\(step): \(misses.count) gradient(s) miss \(Self.stateTolerance): \(misses.prefix(4).joined(separator: ", "))"
             if sensitivity > Self.stateTolerance {
                 illPosed.insert(step)
-                withKnownIssue("ill-posed: float32-rounding noise on the stored state and input moves the float64 gradient by \(String(format: "%.2g", sensitivity))", isIntermittent: true) {
+                withKnownIssue("ill-posed: float32-rounding noise on the stored state, the input and the activations moves the float64 gradient by \(String(format: "%.2g", sensitivity))", isIntermittent: true) {
                     Issue.record(Comment(rawValue: summary))
                 }
             } else {
@@ -211,13 +216,15 @@ struct ModelCase {
     /// not on any engine's float32 arithmetic. It is the error of an exact computation from
     /// inputs perturbed by one rounding, which is how a backward-stable float32 computation's
     /// error is bounded from below; so every float32 engine, PyTorch's included, incurs at least
-    /// this much.
-    static func roundingSensitivity(_ c: ModelCase, at prefix: String) throws -> Double {
+    /// this much. With `activations`, every convolution output is also moved by that noise as it
+    /// is written (`Conv2d.outputHook`): a float32 engine stores each of them rounded too.
+    static func roundingSensitivity(_ c: ModelCase, at prefix: String, activations: Bool = false) throws -> Double {
         let t = ModelFixtureTests()
         let exact: [String: [Double]] = try t.gradients(c, at: prefix)
         var sensitivity = 0.0
         for seed in 1...8 {
-            let moved: [String: [Double]] = try t.gradients(c, at: prefix, noise: 0x1p-24, seed: UInt64(seed))
+            let moved: [String: [Double]] = try t.gradients(c, at: prefix, noise: 0x1p-24, seed: UInt64(seed),
+                                                            activationNoise: activations)
             for (param, g) in moved { sensitivity = max(sensitivity, relativeError(g, exact[param]!)) }
         }
         return sensitivity
@@ -241,10 +248,19 @@ struct ModelCase {
     }
 
     /// Gradients of one training step at the state stored under `prefix`, optionally moved by
-    /// relative Gaussian noise of size `noise`.
-    func gradients<T: EngineScalar>(_ c: ModelCase, at prefix: String, noise: Double = 0, seed: UInt64 = 0) throws -> [String: [T]] {
+    /// relative noise of size `noise`, and with `activationNoise` every convolution output too.
+    func gradients<T: EngineScalar>(_ c: ModelCase, at prefix: String, noise: Double = 0, seed: UInt64 = 0,
+                                    activationNoise: Bool = false) throws -> [String: [T]] {
         let net = try ResNeXt<T>(c.config, maxBatch: c.batch)
         try net.loadStateDict(c.file, prefix: prefix, strict: false)
+        if activationNoise {
+            var rng = SplitMix64(seed: 1000 &+ seed)
+            for (conv, _, _) in net.convolutionInputs {
+                conv.outputHook = { y, count in
+                    for i in 0..<count { y[i] *= T(1 + noise * (2 * rng.nextUnitDouble() - 1)) }
+                }
+            }
+        }
         var input: [T] = try c.file.values("input")
         if noise > 0 {
             // uniform relative noise of the size of float32 rounding, on the weights and the input
