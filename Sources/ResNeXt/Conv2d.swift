@@ -535,4 +535,3 @@ public final class Conv2d<T: EngineScalar> {
     let q = a / b
     return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q
 }
-

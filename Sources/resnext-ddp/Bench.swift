@@ -155,12 +155,12 @@ extension Bench {
                                     t.flops / (t.forward + t.backward) / 1e9))
             }
         }
-        lines += ["", "| layer (and those of the same shape) | C -> K, kernel, groups, stride, input | layers | forward ms | backward ms | ms per step, all of them | GFLOP/s |",
+        lines += ["", "| layer (and those of the same shape) | C -> K, groups, stride, input, kernel | layers | forward ms | backward ms | ms per step, all of them | GFLOP/s |",
                   "|---|---|---:|---:|---:|---:|---:|"]
         var shapes: [[Int]: (conv: Conv2d<Float>, h: Int, w: Int, count: Int)] = [:], order: [[Int]] = []
         for (model, h, w) in net.convolutionInputs {
             let key = shapeKey(model, h, w)
-            if let known = shapes[key] { shapes[key]!.count = known.count + 1 } else { shapes[key] = (model, h, w, 1); order.append(key) }
+            if shapes[key] != nil { shapes[key]!.count += 1 } else { shapes[key] = (model, h, w, 1); order.append(key) }
         }
         var total = 0.0, totalFlops = 0.0
         let stem = net.convolutionInputs[0].conv

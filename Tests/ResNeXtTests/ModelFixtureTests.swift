@@ -253,21 +253,23 @@ struct ModelCase {
                                     activationNoise: Bool = false) throws -> [String: [T]] {
         let net = try ResNeXt<T>(c.config, maxBatch: c.batch)
         try net.loadStateDict(c.file, prefix: prefix, strict: false)
+        // uniform relative noise of `noise` (the size of float32 rounding): one factor per value
+        func moved(_ rng: inout SplitMix64) -> T { T(1 + noise * (2 * rng.nextUnitDouble() - 1)) }
         if activationNoise {
             var rng = SplitMix64(seed: 1000 &+ seed)
             for (conv, _, _) in net.convolutionInputs {
                 conv.outputHook = { y, count in
-                    for i in 0..<count { y[i] *= T(1 + noise * (2 * rng.nextUnitDouble() - 1)) }
+                    for i in 0..<count { y[i] *= moved(&rng) }
                 }
             }
         }
         var input: [T] = try c.file.values("input")
         if noise > 0 {
-            // uniform relative noise of the size of float32 rounding, on the weights and the input
+            // on the weights and the input
             var rng = SplitMix64(seed: seed)
             let p = net.store.params.base
-            for i in 0..<net.store.parameterCount { p[i] *= T(1 + noise * (2 * rng.nextUnitDouble() - 1)) }
-            for i in input.indices { input[i] *= T(1 + noise * (2 * rng.nextUnitDouble() - 1)) }
+            for i in 0..<net.store.parameterCount { p[i] *= moved(&rng) }
+            for i in input.indices { input[i] *= moved(&rng) }
         }
         let labels = try c.file.int64s("labels").map { Int32($0) }
         input.withUnsafeBufferPointer { x in
