@@ -79,7 +79,11 @@ public final class Conv2d<T: EngineScalar> {
     /// Floats of column workspace this layer needs for a batch of n images of h x w (with, when
     /// `backwardAsConvolution`, room for the flipped weights after the columns).
     public func columnCount(n: Int, h: Int, w: Int) -> Int {
-        if isPointwise { return 0 }
+        if isPointwise {
+            // `Pointwise`'s packed weights and block of x, forward (Kg x Cg) or input gradient (Cg x Kg)
+            let cg = inChannels / groups, kg = outChannels / groups
+            return T.self == Float.self ? max(Pointwise.scratchCount(m: kg, k: cg), Pointwise.scratchCount(m: cg, k: kg)) : 0
+        }
         return scratchCount(n: n, h: h, w: w) + (backwardAsConvolution ? weightCount : 0)
             + (usesPhasePlanes(h: h, w: w) ? h * w : 0)
     }
@@ -107,6 +111,15 @@ public final class Conv2d<T: EngineScalar> {
     /// Whether a direct layer also computes its weight gradient directly; nil follows
     /// `Direct3x3.weightGradientApplies` (where the GEMM would be thin).
     public var useDirectWeightGradient: Bool? = nil
+
+    /// Whether this layer uses `Pointwise` where it applies; nil follows `Pointwise.enabled`.
+    public var usePointwise: Bool? = nil
+
+    /// True when this float32 1x1 stride-1 convolution's product with m rows over p columns
+    /// (the forward's Kg rows, or the input gradient's Cg) runs through `Pointwise`.
+    func usesPointwiseKernel(m: Int, p: Int) -> Bool {
+        (usePointwise ?? Pointwise.enabled) && T.self == Float.self && isPointwise && Pointwise.applies(m: m, p: p)
+    }
 
     /// True when this float32 3x3 stride-1 "same" convolution runs forward, input gradient and
     /// weight gradient through `Direct3x3` at planes of h x w.
@@ -162,6 +175,13 @@ public final class Conv2d<T: EngineScalar> {
         }
         for g in 0..<groups {
             let xg = x + g * cg * n * h * w, wg = weight + g * kg * rows, yg = y + g * kg * npq
+            if usesPointwiseKernel(m: kg, p: npq) {
+                Profile.measure(.gemm) {
+                    Pointwise.run(a: f32(wg), aRow: cg, aColumn: 1, x: f32(xg), y: f32m(yg), m: kg, k: cg, p: npq,
+                                  accumulate: false, scratch: f32m(col))
+                }
+                continue
+            }
             if isPointwise {
                 // y_g (Kg, NPQ) = W_g (Kg, Cg) * x_g (Cg, NPQ)
                 Profile.measure(.gemm) {
@@ -219,7 +239,12 @@ public final class Conv2d<T: EngineScalar> {
                            b: xg, ldb: npq, beta: 1, c: dwg, ldc: rows)
                 }
                 // dx_g (Cg, NHW) (+)= W_g^T (Cg, Kg) * dy_g (Kg, NHW)
-                if let dx {
+                if let dx, usesPointwiseKernel(m: cg, p: npq) {
+                    Profile.measure(.gemm) {
+                        Pointwise.run(a: f32(wg), aRow: 1, aColumn: cg, x: f32(dyg), y: f32m(dx + g * cg * n * h * w),
+                                      m: cg, k: kg, p: npq, accumulate: accumulate, scratch: f32m(col))
+                    }
+                } else if let dx {
                     Profile.measure(.gemm) {
                         T.gemm(transA: true, transB: false, m: cg, n: npq, k: kg, alpha: 1, a: wg, lda: rows,
                                b: dyg, ldb: npq, beta: accumulate ? 1 : 0, c: dx + g * cg * n * h * w, ldc: npq)

@@ -111,7 +111,8 @@ final class Bottleneck<T: EngineScalar> {
     var largestActivationPerImage: Int { max(inChannels * h * w, width * h * w, outChannels * p * q) }
 
     func columnCount(n: Int) -> Int {
-        max(conv2.columnCount(n: n, h: h, w: w), shortcutConv?.columnCount(n: n, h: h, w: w) ?? 0)
+        max(conv1.columnCount(n: n, h: h, w: w), conv2.columnCount(n: n, h: h, w: w),
+            conv3.columnCount(n: n, h: p, w: q), shortcutConv?.columnCount(n: n, h: h, w: w) ?? 0)
     }
 
     private func norm(_ bn: BatchNorm<T>, _ x: UnsafePointer<T>, _ y: UnsafeMutablePointer<T>, n: Int, hw: Int,

@@ -133,22 +133,24 @@ extension Bench {
 
     /// Two tables of `net`'s convolutions, each timed on its own (a copy with random weights and
     /// data, n images), forward then backward with the input gradient; medians over `repeats`.
-    /// First each distinct grouped 3x3 convolution for each way of computing it (the paths
-    /// alternate); then every distinct convolution on the default path with how many layers share
+    /// First each distinct grouped 3x3 and 1x1 stride-1 convolution for each way of computing it
+    /// (the paths alternate); then every distinct convolution on the default path with how many layers share
     /// its shape, and their sum: the time the step would spend in convolutions if each ran as it
     /// does alone, against `sgemm` (GFLOP/s): a ceiling on the step's share of SGEMM.
     static func layerTable(_ net: ResNeXt<Float>, n: Int, repeats: Int, seed: UInt64, sgemm: Double) -> String {
         let paths: [(name: String, direct: Bool?, directWeights: Bool?)] = [
             ("im2col + GEMM", false, nil), ("default", nil, nil), ("direct, weight gradient too", true, true)]
-        var lines = ["| layer | C -> K, groups, stride, input | path | forward ms | backward ms | of which im2col/col2im ms | GFLOP/s |",
+        var lines = ["| layer | C -> K, groups, stride, input, kernel | path | forward ms | backward ms | of which im2col/col2im ms | GFLOP/s |",
                      "|---|---|---|---:|---:|---:|---:|"]
         var rng = SplitMix64(seed: seed &+ 7)
         var seen = Set<[Int]>()
-        for (model, h, w) in net.convolutionInputs where model.kernel == 3 && model.groups > 1 {
+        let pointwisePaths: [(name: String, direct: Bool?, directWeights: Bool?)] = [("OpenBLAS GEMM", false, nil), ("default", nil, nil)]
+        for (model, h, w) in net.convolutionInputs where (model.kernel == 3 && model.groups > 1) || (model.kernel == 1 && model.stride == 1) {
             guard seen.insert(shapeKey(model, h, w)).inserted else { continue }
-            let times = timeConvolution(model, h: h, w: w, n: n, paths: paths.map { ($0.direct, $0.directWeights) },
+            let modelPaths = model.kernel == 1 ? pointwisePaths : paths
+            let times = timeConvolution(model, h: h, w: w, n: n, paths: modelPaths.map { ($0.direct, $0.directWeights) },
                                         repeats: repeats, rng: &rng)
-            for (i, path) in paths.enumerated() {
+            for (i, path) in modelPaths.enumerated() {
                 let t = times[i]
                 lines.append(String(format: "| %@ | %@ | %@ | %.2f | %.2f | %.2f | %.1f |", model.name, shapeText(model, h, w),
                                     path.name, t.forward * 1000, t.backward * 1000, t.lowering * 1000,
@@ -171,8 +173,8 @@ extension Bench {
                                     inputGradient: model !== stem)[0]
             total += Double(count) * (t.forward + t.backward)
             totalFlops += Double(count) * t.flops
-            lines.append(String(format: "| %@ | %@, %dx%d | %d | %.2f | %.2f | %.1f | %.1f |", model.name, shapeText(model, h, w),
-                                model.kernel, model.kernel, count, t.forward * 1000, t.backward * 1000,
+            lines.append(String(format: "| %@ | %@ | %d | %.2f | %.2f | %.1f | %.1f |", model.name, shapeText(model, h, w),
+                                count, t.forward * 1000, t.backward * 1000,
                                 Double(count) * (t.forward + t.backward) * 1000, t.flops / (t.forward + t.backward) / 1e9))
         }
         lines.append(String(format: "all convolutions, each on its own: %.1f ms per step of %d images, %.1f GFLOP/s, %.0f %% of the SGEMM above",
@@ -185,12 +187,13 @@ extension Bench {
     }
 
     static func shapeText(_ c: Conv2d<Float>, _ h: Int, _ w: Int) -> String {
-        "\(c.inChannels) -> \(c.outChannels), \(c.groups), \(c.stride), \(h)x\(w)"
+        "\(c.inChannels) -> \(c.outChannels), \(c.groups), \(c.stride), \(h)x\(w), \(c.kernel)x\(c.kernel)"
     }
 
     /// Median seconds of forward, backward (with the input gradient) and their im2col/col2im, and
-    /// the FLOPs of both, of a copy of `model` on random data, for each (direct, direct weight
-    /// gradient) setting; the settings alternate.
+    /// the FLOPs of both, of a copy of `model` on random data, for each (own kernel, direct weight
+    /// gradient) setting; the settings alternate. The own kernel is `Direct3x3` for a 3x3 layer and
+    /// `Pointwise` for a 1x1 one.
     static func timeConvolution(_ model: Conv2d<Float>, h: Int, w: Int, n: Int, paths: [(Bool?, Bool?)], repeats: Int,
                                 rng: inout SplitMix64, inputGradient: Bool = true)
         -> [(forward: Double, backward: Double, lowering: Double, flops: Double)] {
@@ -213,6 +216,7 @@ extension Bench {
         for _ in 0..<repeats {
             for (i, path) in paths.enumerated() {
                 conv.useDirect3x3 = path.0
+                conv.usePointwise = path.0
                 conv.useDirectWeightGradient = path.1
                 Profile.reset()
                 var t0 = Profile.now()

@@ -6,16 +6,10 @@ import Testing
 /// gradient (direct too, in chunks of images), for both register blockings (planes 16k wide, and
 /// 8 wide) and several groupings.
 @Suite struct Direct3x3Tests {
-    struct Result { var y: [Float], dx: [Float], dxAccumulated: [Float], dw: [Float] }
-
-    func run(c: Int, k: Int, groups: Int, n: Int, h: Int, w: Int, direct: Bool) -> Result {
+    func run(c: Int, k: Int, groups: Int, n: Int, h: Int, w: Int, direct: Bool) -> ConvolutionResult {
         let t = ConvolutionCase(c: c, k: k, kernel: 3, padding: 1, groups: groups, n: n, h: h, w: w, seed: 11)
         t.conv.useDirect3x3 = direct
-        t.forward()
-        t.backward()
-        let written = t.dx.toArray()
-        t.backward(accumulate: true)
-        return Result(y: t.y.toArray(), dx: written, dxAccumulated: t.dx.toArray(), dw: t.store.grads.toArray())
+        return ConvolutionResult(t)
     }
 
     @Test(arguments: [
@@ -31,12 +25,7 @@ import Testing
         let (c, k, groups, n, h, w) = shape
         let direct = run(c: c, k: k, groups: groups, n: n, h: h, w: w, direct: true)
         let reference = run(c: c, k: k, groups: groups, n: n, h: h, w: w, direct: false)
-        let ref = { (a: [Float]) in a.map(Double.init) }
-        #expect(relativeError(direct.y, ref(reference.y)) < 1e-6, "forward \(shape)")
-        #expect(relativeError(direct.dx, ref(reference.dx)) < 1e-6, "dx \(shape)")
-        #expect(relativeError(direct.dxAccumulated, ref(reference.dxAccumulated)) < 1e-6, "accumulated dx \(shape)")
-        #expect(relativeError(direct.dxAccumulated, ref(direct.dx.map { 2 * $0 })) < 1e-6, "accumulate adds \(shape)")
-        #expect(relativeError(direct.dw, ref(reference.dw)) < 1e-6, "dW \(shape)")
+        direct.expectMatches(reference, "\(shape)")
     }
 
     @Test func appliesOnlyWhereItShould() {

@@ -195,9 +195,14 @@ func worstDifference(_ a: String, _ b: String) throws -> (Double, String) {
         #expect(one.status == 0, "\(one.output)")
         let tables = one.stdout.components(separatedBy: "\n\n")
         #expect(tables.count == 2, "\(one.stdout)")
+        // the paths of each grouped 3x3 shape (3) and of each 1x1 stride-1 shape (OpenBLAS, ours)
         let rows = tables[0].split(separator: "\n").filter { $0.hasPrefix("| stage") }
-        #expect(rows.count == 9, "\(one.stdout)")
-        #expect(Set(rows.map { $0.split(separator: "|")[2] }).count == 3, "\(one.stdout)")
+        let grouped = rows.filter { $0.contains("3x3 |") }, pointwise = rows.filter { $0.contains("1x1 |") }
+        #expect(grouped.count == 9 && rows.count == grouped.count + pointwise.count, "\(one.stdout)")
+        #expect(Set(grouped.map { $0.split(separator: "|")[2] }).count == 3, "\(one.stdout)")
+        let pointwiseShapes = Set(pointwise.map { $0.split(separator: "|")[1] })
+        #expect(!pointwiseShapes.isEmpty && pointwise.count == 2 * pointwiseShapes.count, "\(one.stdout)")
+        #expect(pointwise.filter { $0.contains("| OpenBLAS GEMM |") }.count == pointwiseShapes.count, "\(one.stdout)")
         // every convolution: one row per distinct shape, the layer counts adding up to the
         // model's convolutions (stem, 3 per block, 3 projection shortcuts), and the per-step sum
         let all = tables.last!.split(separator: "\n").filter { $0.hasPrefix("| conv") || $0.hasPrefix("| stage") }

@@ -127,3 +127,28 @@ struct ConvolutionCase {
     var weights: [Float] { Array(store.params.toArray()[0..<conv.weightCount]) }
     var weightGradient: [Float] { Array(store.grads.toArray()[0..<conv.weightCount]) }
 }
+
+/// What a `ConvolutionCase` computes: y, dx written, dx accumulated onto it (so twice dx), and
+/// the weight gradient accumulated over both backward passes.
+struct ConvolutionResult {
+    let y, dx, dxAccumulated, dw: [Float]
+
+    init(_ t: ConvolutionCase) {
+        t.forward()
+        t.backward()
+        dx = t.dx.toArray()
+        t.backward(accumulate: true)
+        y = t.y.toArray(); dxAccumulated = t.dx.toArray(); dw = t.store.grads.toArray()
+    }
+
+    /// Expects every result within float32 rounding (1e-6 relative) of `reference`'s, and
+    /// accumulating to add.
+    func expectMatches(_ reference: ConvolutionResult, _ label: String) {
+        let ref = { (a: [Float]) in a.map(Double.init) }
+        #expect(relativeError(y, ref(reference.y)) < 1e-6, "forward \(label)")
+        #expect(relativeError(dx, ref(reference.dx)) < 1e-6, "dx \(label)")
+        #expect(relativeError(dxAccumulated, ref(reference.dxAccumulated)) < 1e-6, "accumulated dx \(label)")
+        #expect(relativeError(dxAccumulated, ref(dx.map { 2 * $0 })) < 1e-6, "accumulate adds \(label)")
+        #expect(relativeError(dw, ref(reference.dw)) < 1e-6, "dW \(label)")
+    }
+}

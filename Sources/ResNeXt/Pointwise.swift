@@ -1,0 +1,116 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The float32 product of a 1x1 convolution over channel-major tensors, without OpenBLAS:
+/// y (m, p) = A (m, k) * x (k, p), or y += it, where p is every pixel of the batch (N*H*W), m the
+/// output and k the input channels. `Conv2d` uses it for a 1x1 stride-1 convolution's forward
+/// (A = W) and input gradient (A = W^T); the weight gradient, a product p deep, stays with
+/// OpenBLAS.
+///
+/// Why not OpenBLAS: these products are thin (k = 16-256 deep, m = 16-256 rows), and OpenBLAS
+/// runs them at 20-50 GFLOP/s where a square one gets 65-75 (docs/performance.md). Its loop
+/// order leaves the output to be written in 16-column pieces on m rows a whole plane apart, with
+/// a separate pass that zeroes it first. Here, for each block of columns:
+/// - the block of x (k rows of `blockColumns(k)` floats, each read as one sequential run) is
+///   packed into 16-column strips, each strip's k x 16 floats contiguous, so that the kernel's
+///   reads are sequential and no two rows alias in L1 (rows of x are a multiple of 4 KiB apart);
+/// - then for each 4 output rows, all the block's strips: 8 SIMD accumulators (4 rows x 16
+///   columns), each input channel one broadcast weight per row and two loads of x for 8 FMAs, and
+///   the 4 output rows are written as 4 sequential runs of the block's width.
+/// Measured against OpenBLAS in one run (one thread, C driver shapes, docs/performance.md):
+/// 64 x 65536 x 64 0.78-0.85 of its time, 64 x 65536 x 16 0.45-0.55, 128 x 65536 x 64 0.73-0.78,
+/// and within the noise of it on the 16-row and 256-deep products.
+///
+/// Each output is one FMA chain over the k input channels in order, from zero; OpenBLAS's
+/// result differs in the last bits on some tiles (it splits some chains), so the two agree to
+/// float32 rounding, not bitwise (`PointwiseTests`).
+public enum Pointwise {
+    /// Whether `Conv2d` uses this kernel by default: on, unless `RESNEXT_POINTWISE=0`, which
+    /// is there to compare with OpenBLAS.
+    nonisolated(unsafe) public static var enabled: Bool = {
+        if let v = getenv("RESNEXT_POINTWISE") { return String(cString: v) != "0" }
+        return true
+    }()
+
+    /// Rows of A per register block, and columns per strip.
+    static let rowBlock = 4, strip = 16
+
+    /// Whether the kernel takes y (m, p): whole register blocks and strips.
+    public static func applies(m: Int, p: Int) -> Bool { m % rowBlock == 0 && p % strip == 0 && m > 0 && p > 0 }
+
+    /// Columns per packed block: about 256 KiB of packed x (an L2's share), 128-1024 columns.
+    static func blockColumns(k: Int) -> Int { max(128, min(1024, 65536 / max(k, 1))) / strip * strip }
+
+    /// Floats of scratch `run` needs: the packed A and one packed block of x.
+    public static func scratchCount(m: Int, k: Int) -> Int { m * k + k * blockColumns(k: k) }
+
+    /// y (m, p) = A (m, k) * x (k, p), or y += it when `accumulate`. A's element (i, c) is at
+    /// a[i * aRow + c * aColumn] (A = W: aRow = k, aColumn = 1; A = W^T for W (k, m): aRow = 1,
+    /// aColumn = m). x's rows are `p` apart, y's too. Requires `applies(m:p:)`.
+    public static func run(a: UnsafePointer<Float>, aRow: Int, aColumn: Int, x: UnsafePointer<Float>,
+                           y: UnsafeMutablePointer<Float>, m: Int, k: Int, p: Int, accumulate: Bool,
+                           scratch: UnsafeMutablePointer<Float>) {
+        precondition(applies(m: m, p: p))
+        // A as [m / 4][k][4]: a register block's 4 weights of one input channel side by side
+        let packedA = scratch, packedX = scratch + m * k
+        for i0 in Swift.stride(from: 0, to: m, by: rowBlock) {
+            for c in 0..<k {
+                for i in 0..<rowBlock { packedA[(i0 * k) + c * rowBlock + i] = a[(i0 + i) * aRow + c * aColumn] }
+            }
+        }
+        let width = blockColumns(k: k)
+        var p0 = 0
+        while p0 < p {
+            let columns = min(width, p - p0), strips = columns / strip
+            // x[:, p0 ..< p0 + columns] as [strip][k][16]
+            for c in 0..<k {
+                let src = x + (c &* p &+ p0)
+                for s in 0..<strips {
+                    let d = packedX + (s &* k &+ c) &* strip
+                    store(load(src + s &* strip), d)
+                    store(load(src + (s &* strip &+ 8)), d + 8)
+                }
+            }
+            for i0 in Swift.stride(from: 0, to: m, by: rowBlock) {
+                let out = y + (i0 &* p &+ p0)
+                for s in 0..<strips {
+                    block4x16(packedA: packedA + i0 &* k, packedX: packedX + s &* k &* strip, k: k,
+                              out: out + s &* strip, rowStride: p, accumulate: accumulate)
+                }
+            }
+            p0 &+= columns
+        }
+    }
+
+    /// out[i, 0..<16] (+)= sum over c of packedA[c][i] * packedX[c][0..<16], for i in 0..<4; the
+    /// 4 output rows are `rowStride` apart.
+    @inline(__always)
+    static func block4x16(packedA: UnsafePointer<Float>, packedX: UnsafePointer<Float>, k: Int,
+                          out: UnsafeMutablePointer<Float>, rowStride: Int, accumulate: Bool) {
+        var a0 = SIMD8<Float>(), a1 = SIMD8<Float>(), b0 = SIMD8<Float>(), b1 = SIMD8<Float>()
+        var c0 = SIMD8<Float>(), c1 = SIMD8<Float>(), d0 = SIMD8<Float>(), d1 = SIMD8<Float>()
+        var w = packedA, xp = packedX
+        for _ in 0..<k {
+            let x0 = load(xp), x1 = load(xp + 8)
+            let va = SIMD8<Float>(repeating: w[0]), vb = SIMD8<Float>(repeating: w[1])
+            let vc = SIMD8<Float>(repeating: w[2]), vd = SIMD8<Float>(repeating: w[3])
+            a0 = a0.addingProduct(x0, va); a1 = a1.addingProduct(x1, va)
+            b0 = b0.addingProduct(x0, vb); b1 = b1.addingProduct(x1, vb)
+            c0 = c0.addingProduct(x0, vc); c1 = c1.addingProduct(x1, vc)
+            d0 = d0.addingProduct(x0, vd); d1 = d1.addingProduct(x1, vd)
+            xp += strip; w += rowBlock
+        }
+        let r1 = out + rowStride, r2 = r1 + rowStride, r3 = r2 + rowStride
+        Direct3x3.store(a0, out, accumulate: accumulate); Direct3x3.store(a1, out + 8, accumulate: accumulate)
+        Direct3x3.store(b0, r1, accumulate: accumulate); Direct3x3.store(b1, r1 + 8, accumulate: accumulate)
+        Direct3x3.store(c0, r2, accumulate: accumulate); Direct3x3.store(c1, r2 + 8, accumulate: accumulate)
+        Direct3x3.store(d0, r3, accumulate: accumulate); Direct3x3.store(d1, r3 + 8, accumulate: accumulate)
+    }
+
+    @inline(__always) static func load(_ p: UnsafePointer<Float>) -> SIMD8<Float> { Direct3x3.load(p) }
+
+    @inline(__always) static func store(_ v: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>) {
+        UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD8<Float>.self)
+    }
+}

@@ -1,0 +1,64 @@
+import ResNeXt
+import Testing
+
+/// The 1x1-convolution kernel (`Pointwise`): its product against the definition in Double, with
+/// A read directly and transposed, written and accumulated, over several blocks of columns with a
+/// partial last one; and a 1x1 convolution through it against the OpenBLAS path it replaces
+/// (which the layer fixtures and the finite-difference checks cover).
+@Suite struct PointwiseTests {
+    @Test(arguments: [
+        (4, 16, 16),       // one register block, one strip
+        (16, 64, 3072),    // 16 rows (an input gradient of 16 channels), 3 blocks of 1024 columns
+        (64, 16, 2080),    // 16 deep: blocks of 1024 columns, the last of 32
+        (8, 256, 336),     // 256 deep: blocks of 256 columns, the last of 80
+        (12, 7, 48),       // a depth that is not a multiple of anything
+    ]) func productMatchesDefinition(shape: (Int, Int, Int)) {
+        let (m, k, p) = shape
+        var rng = SplitMix64(seed: 5)
+        let a = (0..<(m * k)).map { _ in Float(rng.nextNormal()) }
+        let x = (0..<(k * p)).map { _ in Float(rng.nextNormal()) }
+        let y0 = (0..<(m * p)).map { _ in Float(rng.nextNormal()) }
+        // the transposed copy of A: At (k, m), so that A (i, c) = At[c * m + i]
+        var at = [Float](repeating: 0, count: m * k)
+        for i in 0..<m { for c in 0..<k { at[c * m + i] = a[i * k + c] } }
+        var expected = [Double](repeating: 0, count: m * p)
+        for i in 0..<m {
+            for c in 0..<k { for j in 0..<p { expected[i * p + j] += Double(a[i * k + c]) * Double(x[c * p + j]) } }
+        }
+        let scratch = [Float](repeating: .nan, count: Pointwise.scratchCount(m: m, k: k))
+        #expect(Pointwise.applies(m: m, p: p))
+        for (matrix, aRow, aColumn) in [(a, k, 1), (at, 1, m)] {
+            for accumulate in [false, true] {
+                var y = y0, s = scratch
+                Pointwise.run(a: matrix, aRow: aRow, aColumn: aColumn, x: x, y: &y, m: m, k: k, p: p,
+                              accumulate: accumulate, scratch: &s)
+                let want = accumulate ? expected.indices.map { expected[$0] + Double(y0[$0]) } : expected
+                #expect(relativeError(y, want) < 1e-6, "\(shape), A row stride \(aRow), accumulate \(accumulate)")
+            }
+        }
+    }
+
+    @Test func appliesOnlyWhereItShould() {
+        #expect(Pointwise.applies(m: 64, p: 65536))
+        #expect(!Pointwise.applies(m: 6, p: 64))    // rows in blocks of 4
+        #expect(!Pointwise.applies(m: 8, p: 72))    // columns in strips of 16
+    }
+
+    func run(c: Int, k: Int, groups: Int, n: Int, h: Int, w: Int, pointwise: Bool) -> ConvolutionResult {
+        let t = ConvolutionCase(c: c, k: k, kernel: 1, padding: 0, groups: groups, n: n, h: h, w: w, seed: 13)
+        t.conv.usePointwise = pointwise
+        return ConvolutionResult(t)
+    }
+
+    @Test(arguments: [
+        (16, 64, 1, 3, 8, 8),    // 16 -> 64: forward 16 deep, input gradient 16 rows
+        (64, 32, 2, 2, 16, 16),  // two groups of 32 -> 16
+        (8, 12, 1, 2, 4, 4),     // 8 -> 12, 32 pixels
+        (6, 8, 1, 2, 4, 4),      // 6 input channels: the input gradient (6 rows) falls back to OpenBLAS
+    ]) func convolutionMatchesOpenBLAS(shape: (Int, Int, Int, Int, Int, Int)) {
+        let (c, k, groups, n, h, w) = shape
+        let ours = run(c: c, k: k, groups: groups, n: n, h: h, w: w, pointwise: true)
+        let blas = run(c: c, k: k, groups: groups, n: n, h: h, w: w, pointwise: false)
+        ours.expectMatches(blas, "\(shape)")
+    }
+}
