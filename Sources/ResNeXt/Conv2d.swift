@@ -84,8 +84,15 @@ public final class Conv2d<T: EngineScalar> {
             let cg = inChannels / groups, kg = outChannels / groups
             return T.self == Float.self ? max(Pointwise.scratchCount(m: kg, k: cg), Pointwise.scratchCount(m: cg, k: kg)) : 0
         }
-        return scratchCount(n: n, h: h, w: w) + (backwardAsConvolution ? weightCount : 0)
-            + (usesPhasePlanes(h: h, w: w) ? h * w : 0)
+        let cg = inChannels / groups, kg = outChannels / groups
+        let columnGradient = T.self == Float.self && !backwardAsConvolution ? Pointwise.scratchCount(m: cg * kernel * kernel, k: kg) : 0
+        return columnGradientScratch(n: n, h: h, w: w) + columnGradient
+    }
+
+    /// Where `Pointwise`'s scratch for the column gradient (dcol = W^T dy) starts in the workspace:
+    /// after the columns, the flipped weights and the phase planes.
+    func columnGradientScratch(n: Int, h: Int, w: Int) -> Int {
+        scratchCount(n: n, h: h, w: w) + (backwardAsConvolution ? weightCount : 0) + (usesPhasePlanes(h: h, w: w) ? h * w : 0)
     }
 
     /// Floats at the start of the workspace for the im2col columns of one chunk, or for
@@ -115,10 +122,13 @@ public final class Conv2d<T: EngineScalar> {
     /// Whether this layer uses `Pointwise` where it applies; nil follows `Pointwise.enabled`.
     public var usePointwise: Bool? = nil
 
-    /// True when this float32 1x1 stride-1 convolution's product with m rows over p columns
-    /// (the forward's Kg rows, or the input gradient's Cg) runs through `Pointwise`.
-    func usesPointwiseKernel(m: Int, p: Int) -> Bool {
-        (usePointwise ?? Pointwise.enabled) && T.self == Float.self && isPointwise && Pointwise.applies(m: m, p: p)
+    /// True when this float32 convolution's product with m rows over p columns runs through
+    /// `Pointwise`: for a 1x1 stride-1 layer the forward (Kg rows) and the input gradient (Cg);
+    /// for a `lowered` one (im2col) the column gradient W^T dy (Cg*R*S rows), where OpenBLAS
+    /// is slow on the shape (docs/performance.md). The forward of a lowered layer, Cg*R*S deep,
+    /// stays with OpenBLAS (a tie).
+    func usesPointwiseKernel(m: Int, p: Int, lowered: Bool = false) -> Bool {
+        (usePointwise ?? Pointwise.enabled) && T.self == Float.self && isPointwise != lowered && Pointwise.applies(m: m, p: p)
     }
 
     /// True when this float32 3x3 stride-1 "same" convolution runs forward, input gradient and
@@ -177,7 +187,7 @@ public final class Conv2d<T: EngineScalar> {
             let xg = x + g * cg * n * h * w, wg = weight + g * kg * rows, yg = y + g * kg * npq
             if usesPointwiseKernel(m: kg, p: npq) {
                 Profile.measure(.gemm) {
-                    Pointwise.run(a: f32(wg), aRow: cg, aColumn: 1, x: f32(xg), y: f32m(yg), m: kg, k: cg, p: npq,
+                    Pointwise.run(a: f32(wg), aRow: cg, aColumn: 1, x: f32(xg), ldx: npq, y: f32m(yg), ldy: npq, m: kg, k: cg, p: npq,
                                   accumulate: false, scratch: f32m(col))
                 }
                 continue
@@ -241,7 +251,7 @@ public final class Conv2d<T: EngineScalar> {
                 // dx_g (Cg, NHW) (+)= W_g^T (Cg, Kg) * dy_g (Kg, NHW)
                 if let dx, usesPointwiseKernel(m: cg, p: npq) {
                     Profile.measure(.gemm) {
-                        Pointwise.run(a: f32(wg), aRow: 1, aColumn: cg, x: f32(dyg), y: f32m(dx + g * cg * n * h * w),
+                        Pointwise.run(a: f32(wg), aRow: 1, aColumn: cg, x: f32(dyg), ldx: npq, y: f32m(dx + g * cg * n * h * w), ldy: npq,
                                       m: cg, k: kg, p: npq, accumulate: accumulate, scratch: f32m(col))
                     }
                 } else if let dx {
@@ -278,8 +288,14 @@ public final class Conv2d<T: EngineScalar> {
                 }
                 // dcol (rows, cols) = W_g^T (rows, Kg) * dy_g[:, chunk] (Kg, cols), scattered into dx_g
                 Profile.measure(.gemm) {
-                    T.gemm(transA: true, transB: false, m: rows, n: cols, k: kg, alpha: 1, a: wg, lda: rows,
-                           b: dyg + n0 * pq, ldb: npq, beta: 0, c: col, ldc: cols)
+                    if usesPointwiseKernel(m: rows, p: cols, lowered: true) {
+                        Pointwise.run(a: f32(wg), aRow: 1, aColumn: rows, x: f32(dyg + n0 * pq), ldx: npq, y: f32m(col), ldy: cols,
+                                      m: rows, k: kg, p: cols, accumulate: false,
+                                      scratch: f32m(col + columnGradientScratch(n: n, h: h, w: w)))
+                    } else {
+                        T.gemm(transA: true, transB: false, m: rows, n: cols, k: kg, alpha: 1, a: wg, lda: rows,
+                               b: dyg + n0 * pq, ldb: npq, beta: 0, c: col, ldc: cols)
+                    }
                 }
                 Profile.measure(.im2col) {
                     col2im(col: col, dx: dx + g * cg * n * h * w, c: cg, n: n, images: images, h: h, w: w, overwrite: overwrite)

@@ -5,8 +5,10 @@ import Glibc
 /// The float32 product of a 1x1 convolution over channel-major tensors, without OpenBLAS:
 /// y (m, p) = A (m, k) * x (k, p), or y += it, where p is every pixel of the batch (N*H*W), m the
 /// output and k the input channels. `Conv2d` uses it for a 1x1 stride-1 convolution's forward
-/// (A = W) and input gradient (A = W^T); the weight gradient, a product p deep, stays with
-/// OpenBLAS.
+/// (A = W) and input gradient (A = W^T), and for the column gradient of a lowered (im2col)
+/// convolution that col2im scatters (A = W^T, Cg*R*S rows, Kg deep: the stride-2 layers). The
+/// weight gradients, products p deep, stay with OpenBLAS, and so does a lowered forward (Cg*R*S
+/// deep, where the two tie).
 ///
 /// Why not OpenBLAS: these products are thin (k = 16-256 deep, m = 16-256 rows), and OpenBLAS
 /// runs them at 20-50 GFLOP/s where a square one gets 65-75 (docs/performance.md). Its loop
@@ -20,7 +22,8 @@ import Glibc
 ///   the 4 output rows are written as 4 sequential runs of the block's width.
 /// Measured against OpenBLAS in one run (one thread, C driver shapes, docs/performance.md):
 /// 64 x 65536 x 64 0.78-0.85 of its time, 64 x 65536 x 16 0.45-0.55, 128 x 65536 x 64 0.73-0.78,
-/// and within the noise of it on the 16-row and 256-deep products.
+/// and within the noise of it on the 16-row and 256-deep products; the stride-2 column gradients
+/// 288 x 8192 x 32 0.58, 576 x 4096 x 64 0.74-0.79.
 ///
 /// Each output is one FMA chain over the k input channels in order, from zero; OpenBLAS's
 /// result differs in the last bits on some tiles (it splits some chains), so the two agree to
@@ -47,9 +50,10 @@ public enum Pointwise {
 
     /// y (m, p) = A (m, k) * x (k, p), or y += it when `accumulate`. A's element (i, c) is at
     /// a[i * aRow + c * aColumn] (A = W: aRow = k, aColumn = 1; A = W^T for W (k, m): aRow = 1,
-    /// aColumn = m). x's rows are `p` apart, y's too. Requires `applies(m:p:)`.
-    public static func run(a: UnsafePointer<Float>, aRow: Int, aColumn: Int, x: UnsafePointer<Float>,
-                           y: UnsafeMutablePointer<Float>, m: Int, k: Int, p: Int, accumulate: Bool,
+    /// aColumn = m). x's rows are `ldx` apart, y's `ldy` (p for whole tensors; more for a chunk of
+    /// a wider one). Requires `applies(m:p:)`.
+    public static func run(a: UnsafePointer<Float>, aRow: Int, aColumn: Int, x: UnsafePointer<Float>, ldx: Int,
+                           y: UnsafeMutablePointer<Float>, ldy: Int, m: Int, k: Int, p: Int, accumulate: Bool,
                            scratch: UnsafeMutablePointer<Float>) {
         precondition(applies(m: m, p: p))
         // A as [m / 4][k][4]: a register block's 4 weights of one input channel side by side
@@ -65,7 +69,7 @@ public enum Pointwise {
             let columns = min(width, p - p0), strips = columns / strip
             // x[:, p0 ..< p0 + columns] as [strip][k][16]
             for c in 0..<k {
-                let src = x + (c &* p &+ p0)
+                let src = x + (c &* ldx &+ p0)
                 for s in 0..<strips {
                     let d = packedX + (s &* k &+ c) &* strip
                     store(load(src + s &* strip), d)
@@ -73,10 +77,10 @@ public enum Pointwise {
                 }
             }
             for i0 in Swift.stride(from: 0, to: m, by: rowBlock) {
-                let out = y + (i0 &* p &+ p0)
+                let out = y + (i0 &* ldy &+ p0)
                 for s in 0..<strips {
                     block4x16(packedA: packedA + i0 &* k, packedX: packedX + s &* k &* strip, k: k,
-                              out: out + s &* strip, rowStride: p, accumulate: accumulate)
+                              out: out + s &* strip, rowStride: ldy, accumulate: accumulate)
                 }
             }
             p0 &+= columns

@@ -3,8 +3,9 @@ import Testing
 
 /// The 1x1-convolution kernel (`Pointwise`): its product against the definition in Double, with
 /// A read directly and transposed, written and accumulated, over several blocks of columns with a
-/// partial last one; and a 1x1 convolution through it against the OpenBLAS path it replaces
-/// (which the layer fixtures and the finite-difference checks cover).
+/// partial last one; and convolutions through it (1x1 stride 1; the column gradient of lowered
+/// ones) against the OpenBLAS path it replaces (which the layer fixtures and the finite-difference
+/// checks cover).
 @Suite struct PointwiseTests {
     @Test(arguments: [
         (4, 16, 16),       // one register block, one strip
@@ -30,7 +31,7 @@ import Testing
         for (matrix, aRow, aColumn) in [(a, k, 1), (at, 1, m)] {
             for accumulate in [false, true] {
                 var y = y0, s = scratch
-                Pointwise.run(a: matrix, aRow: aRow, aColumn: aColumn, x: x, y: &y, m: m, k: k, p: p,
+                Pointwise.run(a: matrix, aRow: aRow, aColumn: aColumn, x: x, ldx: p, y: &y, ldy: p, m: m, k: k, p: p,
                               accumulate: accumulate, scratch: &s)
                 let want = accumulate ? expected.indices.map { expected[$0] + Double(y0[$0]) } : expected
                 #expect(relativeError(y, want) < 1e-6, "\(shape), A row stride \(aRow), accumulate \(accumulate)")
@@ -44,21 +45,24 @@ import Testing
         #expect(!Pointwise.applies(m: 8, p: 72))    // columns in strips of 16
     }
 
-    func run(c: Int, k: Int, groups: Int, n: Int, h: Int, w: Int, pointwise: Bool) -> ConvolutionResult {
-        let t = ConvolutionCase(c: c, k: k, kernel: 1, padding: 0, groups: groups, n: n, h: h, w: w, seed: 13)
+    func run(_ shape: (c: Int, k: Int, kernel: Int, stride: Int, groups: Int, n: Int, h: Int, w: Int), pointwise: Bool) -> ConvolutionResult {
+        let t = ConvolutionCase(c: shape.c, k: shape.k, kernel: shape.kernel, stride: shape.stride, padding: shape.kernel / 2,
+                                groups: shape.groups, n: shape.n, h: shape.h, w: shape.w, seed: 13)
         t.conv.usePointwise = pointwise
         return ConvolutionResult(t)
     }
 
+    /// (C, K, kernel, stride, groups, N, H, W)
     @Test(arguments: [
-        (16, 64, 1, 3, 8, 8),    // 16 -> 64: forward 16 deep, input gradient 16 rows
-        (64, 32, 2, 2, 16, 16),  // two groups of 32 -> 16
-        (8, 12, 1, 2, 4, 4),     // 8 -> 12, 32 pixels
-        (6, 8, 1, 2, 4, 4),      // 6 input channels: the input gradient (6 rows) falls back to OpenBLAS
-    ]) func convolutionMatchesOpenBLAS(shape: (Int, Int, Int, Int, Int, Int)) {
-        let (c, k, groups, n, h, w) = shape
-        let ours = run(c: c, k: k, groups: groups, n: n, h: h, w: w, pointwise: true)
-        let blas = run(c: c, k: k, groups: groups, n: n, h: h, w: w, pointwise: false)
+        (16, 64, 1, 1, 1, 3, 8, 8),    // 16 -> 64: forward 16 deep, input gradient 16 rows
+        (64, 32, 1, 1, 2, 2, 16, 16),  // two groups of 32 -> 16
+        (8, 12, 1, 1, 1, 2, 4, 4),     // 8 -> 12, 32 pixels
+        (6, 8, 1, 1, 1, 2, 4, 4),      // 6 input channels: the input gradient (6 rows) falls back to OpenBLAS
+        (8, 8, 3, 2, 2, 2, 8, 8),      // stride-2 3x3: the column gradient W^T dy, 36 rows
+        (16, 32, 1, 2, 1, 2, 16, 16),  // stride-2 1x1 (a shortcut): the column gradient, 16 rows
+    ]) func convolutionMatchesOpenBLAS(shape: (Int, Int, Int, Int, Int, Int, Int, Int)) {
+        let ours = run(shape, pointwise: true)
+        let blas = run(shape, pointwise: false)
         ours.expectMatches(blas, "\(shape)")
     }
 }
