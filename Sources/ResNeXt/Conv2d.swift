@@ -127,8 +127,8 @@ public final class Conv2d<T: EngineScalar> {
     /// for a `lowered` one (im2col) the column gradient W^T dy (Cg*R*S rows), where OpenBLAS
     /// is slow on the shape (docs/performance.md). The forward of a lowered layer, Cg*R*S deep,
     /// stays with OpenBLAS (a tie).
-    func usesPointwiseKernel(m: Int, p: Int, lowered: Bool = false) -> Bool {
-        (usePointwise ?? Pointwise.enabled) && T.self == Float.self && isPointwise != lowered && Pointwise.applies(m: m, p: p)
+    func usesPointwiseKernel(m: Int, k: Int, p: Int, lowered: Bool = false) -> Bool {
+        (usePointwise ?? Pointwise.enabled) && T.self == Float.self && isPointwise != lowered && Pointwise.applies(m: m, k: k, p: p)
     }
 
     /// True when this float32 3x3 stride-1 "same" convolution runs forward, input gradient and
@@ -185,7 +185,7 @@ public final class Conv2d<T: EngineScalar> {
         }
         for g in 0..<groups {
             let xg = x + g * cg * n * h * w, wg = weight + g * kg * rows, yg = y + g * kg * npq
-            if usesPointwiseKernel(m: kg, p: npq) {
+            if usesPointwiseKernel(m: kg, k: cg, p: npq) {
                 Profile.measure(.gemm) {
                     Pointwise.run(a: f32(wg), aRow: cg, aColumn: 1, x: f32(xg), ldx: npq, y: f32m(yg), ldy: npq, m: kg, k: cg, p: npq,
                                   accumulate: false, scratch: f32m(col))
@@ -249,7 +249,7 @@ public final class Conv2d<T: EngineScalar> {
                            b: xg, ldb: npq, beta: 1, c: dwg, ldc: rows)
                 }
                 // dx_g (Cg, NHW) (+)= W_g^T (Cg, Kg) * dy_g (Kg, NHW)
-                if let dx, usesPointwiseKernel(m: cg, p: npq) {
+                if let dx, usesPointwiseKernel(m: cg, k: kg, p: npq) {
                     Profile.measure(.gemm) {
                         Pointwise.run(a: f32(wg), aRow: 1, aColumn: cg, x: f32(dyg), ldx: npq, y: f32m(dx + g * cg * n * h * w), ldy: npq,
                                       m: cg, k: kg, p: npq, accumulate: accumulate, scratch: f32m(col))
@@ -288,7 +288,7 @@ public final class Conv2d<T: EngineScalar> {
                 }
                 // dcol (rows, cols) = W_g^T (rows, Kg) * dy_g[:, chunk] (Kg, cols), scattered into dx_g
                 Profile.measure(.gemm) {
-                    if usesPointwiseKernel(m: rows, p: cols, lowered: true) {
+                    if usesPointwiseKernel(m: rows, k: kg, p: cols, lowered: true) {
                         Pointwise.run(a: f32(wg), aRow: 1, aColumn: rows, x: f32(dyg + n0 * pq), ldx: npq, y: f32m(col), ldy: cols,
                                       m: rows, k: kg, p: cols, accumulate: false,
                                       scratch: f32m(col + columnGradientScratch(n: n, h: h, w: w)))

@@ -39,8 +39,14 @@ public enum Pointwise {
     /// Rows of A per register block, and columns per strip.
     static let rowBlock = 4, strip = 16
 
-    /// Whether the kernel takes y (m, p): whole register blocks and strips.
-    public static func applies(m: Int, p: Int) -> Bool { m % rowBlock == 0 && p % strip == 0 && m > 0 && p > 0 }
+    /// Whether `Conv2d` takes this kernel for y (m, p) = A (m, k) x: whole register blocks and
+    /// strips, and A within 1 MiB. Every block of columns reads all of A, so a larger A comes
+    /// from beyond L2 each time: 1024 x 4096 x 1024 (29-4x64d, stage 3) ran 1.12x OpenBLAS's
+    /// time, 512 x 16384 x 512 tied (prototype, one run).
+    public static func applies(m: Int, k: Int, p: Int) -> Bool { fits(m: m, p: p) && m * k <= 1 << 18 }
+
+    /// Whole register blocks and strips: what `run` requires.
+    static func fits(m: Int, p: Int) -> Bool { m % rowBlock == 0 && p % strip == 0 && m > 0 && p > 0 }
 
     /// Columns per packed block: about 256 KiB of packed x (an L2's share), 128-1024 columns.
     static func blockColumns(k: Int) -> Int { max(128, min(1024, 65536 / max(k, 1))) / strip * strip }
@@ -51,11 +57,11 @@ public enum Pointwise {
     /// y (m, p) = A (m, k) * x (k, p), or y += it when `accumulate`. A's element (i, c) is at
     /// a[i * aRow + c * aColumn] (A = W: aRow = k, aColumn = 1; A = W^T for W (k, m): aRow = 1,
     /// aColumn = m). x's rows are `ldx` apart, y's `ldy` (p for whole tensors; more for a chunk of
-    /// a wider one). Requires `applies(m:p:)`.
+    /// a wider one). m must be a multiple of 4 and p of 16.
     public static func run(a: UnsafePointer<Float>, aRow: Int, aColumn: Int, x: UnsafePointer<Float>, ldx: Int,
                            y: UnsafeMutablePointer<Float>, ldy: Int, m: Int, k: Int, p: Int, accumulate: Bool,
                            scratch: UnsafeMutablePointer<Float>) {
-        precondition(applies(m: m, p: p))
+        precondition(fits(m: m, p: p))
         // A as [m / 4][k][4]: a register block's 4 weights of one input channel side by side
         let packedA = scratch, packedX = scratch + m * k
         for i0 in Swift.stride(from: 0, to: m, by: rowBlock) {

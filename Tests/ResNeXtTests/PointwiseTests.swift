@@ -27,7 +27,7 @@ import Testing
             for c in 0..<k { for j in 0..<p { expected[i * p + j] += Double(a[i * k + c]) * Double(x[c * p + j]) } }
         }
         let scratch = [Float](repeating: .nan, count: Pointwise.scratchCount(m: m, k: k))
-        #expect(Pointwise.applies(m: m, p: p))
+        #expect(Pointwise.applies(m: m, k: k, p: p))
         for (matrix, aRow, aColumn) in [(a, k, 1), (at, 1, m)] {
             for accumulate in [false, true] {
                 var y = y0, s = scratch
@@ -40,9 +40,11 @@ import Testing
     }
 
     @Test func appliesOnlyWhereItShould() {
-        #expect(Pointwise.applies(m: 64, p: 65536))
-        #expect(!Pointwise.applies(m: 6, p: 64))    // rows in blocks of 4
-        #expect(!Pointwise.applies(m: 8, p: 72))    // columns in strips of 16
+        #expect(Pointwise.applies(m: 64, k: 64, p: 65536))
+        #expect(Pointwise.applies(m: 512, k: 512, p: 16384))
+        #expect(!Pointwise.applies(m: 1024, k: 1024, p: 4096))  // A beyond 1 MiB: OpenBLAS
+        #expect(!Pointwise.applies(m: 6, k: 8, p: 64))          // rows in blocks of 4
+        #expect(!Pointwise.applies(m: 8, k: 8, p: 72))          // columns in strips of 16
     }
 
     func run(_ shape: (c: Int, k: Int, kernel: Int, stride: Int, groups: Int, n: Int, h: Int, w: Int), pointwise: Bool) -> ConvolutionResult {
