@@ -334,6 +334,18 @@ public final class Conv2d<T: EngineScalar> {
             }
             return
         }
+        if usesPhasePlanes(h: h, w: w) && k == 1 {
+            // a 1x1 stride-2 layer reads one phase, (even, even): split only the even rows, their
+            // odd halves into a spare row
+            let spare = col + scratchCount(n: n, h: h, w: w), quarter = p * q, cols = images.count * quarter
+            for ci in 0..<c {
+                for ni in images {
+                    let plane = x + (ci * n + ni) * h * w, dst = col + ci * cols + (ni - images.lowerBound) * quarter
+                    for i in 0..<p { deinterleave(plane + 2 * i * w, even: dst + i * q, odd: spare, half: q) }
+                }
+            }
+            return
+        }
         if usesPhasePlanes(h: h, w: w) {
             let phases = col + scratchCount(n: n, h: h, w: w), quarter = p * q, cols = images.count * quarter
             for ci in 0..<c {
@@ -518,6 +530,24 @@ public final class Conv2d<T: EngineScalar> {
                             shiftedAdd(from: src, to: dx + (ci * n + ni) * h * w, dy: r - pad, dx: s - pad, h: h, w: w)
                             src += h * w
                         }
+                    }
+                }
+            }
+            return
+        }
+        if usesPhasePlanes(h: h, w: w) && k == 1 {
+            // only phase (even, even) is non-zero: even rows interleave it with zeros, odd rows are
+            // zeros; the same sums as merging four phase planes (the phase is 0 + col, as there)
+            let spare = UnsafeMutablePointer(mutating: col) + scratchCount(n: n, h: h, w: w)
+            let row = spare, zeros = spare + q, quarter = p * q, cols = images.count * quarter
+            zeros.update(repeating: 0, count: q)
+            for ci in 0..<c {
+                for ni in images {
+                    let src = col + ci * cols + (ni - images.lowerBound) * quarter, plane = dx + (ci * n + ni) * h * w
+                    for i in 0..<p {
+                        for j in 0..<q { row[j] = 0 + src[i * q + j] }
+                        interleave(even: row, odd: zeros, into: plane + 2 * i * w, half: q, add: !overwrite)
+                        interleave(even: zeros, odd: zeros, into: plane + (2 * i + 1) * w, half: q, add: !overwrite)
                     }
                 }
             }

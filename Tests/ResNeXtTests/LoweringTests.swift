@@ -3,7 +3,8 @@ import Testing
 
 /// Every way `Conv2d` lowers a convolution (shifted copies for stride-1 "same", phase planes for
 /// stride 2 on even planes, the general gather, with the SIMD split for planes 16k wide), forward
-/// and both gradients in float32, against the definition summed in Double here.
+/// and both gradients (the input gradient written and added) in float32, against the definition
+/// summed in Double here.
 @Suite struct LoweringTests {
     /// y, dx, dW of the convolution straight from its definition, x (C, N, H, W), W (K, Cg, R, S).
     static func reference(x: [Float], weight: [Float], dy: [Float], c: Int, k: Int, kernel: Int, stride: Int,
@@ -43,7 +44,8 @@ import Testing
     @Test(arguments: [
         (3, 2, 1, 4, 32, 32),   // stride-2 3x3 on phase planes, 16-wide SIMD split (stage 2's first block)
         (3, 2, 1, 2, 16, 16),   // ... 8 wide (stage 3's)
-        (1, 2, 0, 1, 16, 16),   // stride-2 1x1 shortcut on phase planes
+        (1, 2, 0, 1, 16, 16),   // stride-2 1x1 shortcut on phase planes: only phase (even, even)
+        (1, 2, 0, 2, 10, 6),    // ... scalar split
         (3, 2, 1, 2, 10, 6),    // phase planes, scalar split
         (3, 2, 1, 2, 9, 10),    // odd height: the general gather
         (3, 1, 1, 4, 8, 8),     // stride-1 same: shifted copies
@@ -62,5 +64,8 @@ import Testing
         #expect(relativeError(t.y.toArray(), ref.y) < 1e-6, "forward \(shape)")
         #expect(relativeError(t.dx.toArray(), ref.dx) < 1e-6, "dx \(shape)")
         #expect(relativeError(t.weightGradient, ref.dw) < 1e-6, "dW \(shape)")
+        // the input gradient added to what dx holds (col2im's other mode): twice the definition's
+        t.backward(accumulate: true)
+        #expect(relativeError(t.dx.toArray(), ref.dx.map { 2 * $0 }) < 1e-6, "accumulated dx \(shape)")
     }
 }
