@@ -79,12 +79,11 @@ public final class Conv2d<T: EngineScalar> {
     /// Floats of column workspace this layer needs for a batch of n images of h x w (with, when
     /// `backwardAsConvolution`, room for the flipped weights after the columns).
     public func columnCount(n: Int, h: Int, w: Int) -> Int {
+        let cg = inChannels / groups, kg = outChannels / groups
         if isPointwise {
             // `Pointwise`'s packed weights and block of x, forward (Kg x Cg) or input gradient (Cg x Kg)
-            let cg = inChannels / groups, kg = outChannels / groups
             return T.self == Float.self ? max(Pointwise.scratchCount(m: kg, k: cg), Pointwise.scratchCount(m: cg, k: kg)) : 0
         }
-        let cg = inChannels / groups, kg = outChannels / groups
         let columnGradient = T.self == Float.self && !backwardAsConvolution ? Pointwise.scratchCount(m: cg * kernel * kernel, k: kg) : 0
         return columnGradientScratch(n: n, h: h, w: w) + columnGradient
     }

@@ -15,10 +15,7 @@ public enum Direct3x3 {
     /// Whether `Conv2d` uses this kernel by default: on, unless `RESNEXT_DIRECT3X3=0`. It is
     /// exact to float32 rounding against im2col + GEMM (`Direct3x3Tests`) and faster where it
     /// applies (docs/performance.md); `RESNEXT_DIRECT3X3=0` is there to compare the two paths.
-    nonisolated(unsafe) public static var enabled: Bool = {
-        if let v = getenv("RESNEXT_DIRECT3X3") { return String(cString: v) != "0" }
-        return true
-    }()
+    nonisolated(unsafe) public static var enabled = environmentSwitch("RESNEXT_DIRECT3X3")
 
     /// Row stride of the padded planes: one zero column on the left, W values, zeros to the right.
     static func paddedWidth(_ w: Int) -> Int { w + 8 }

@@ -46,10 +46,14 @@ public final class Buffer<T: EngineScalar> {
 /// `RESNEXT_HUGEPAGES=0`.
 enum HugePages {
     static let size = 2 << 20
-    static let enabled: Bool = {
-        if let v = getenv("RESNEXT_HUGEPAGES") { return String(cString: v) != "0" }
-        return true
-    }()
+    static let enabled = environmentSwitch("RESNEXT_HUGEPAGES")
+}
+
+/// A switch that is on unless the environment variable `name` is "0" (the `RESNEXT_*` switches
+/// that turn an optimisation off, to compare).
+func environmentSwitch(_ name: String) -> Bool {
+    guard let v = getenv(name) else { return true }
+    return String(cString: v) != "0"
 }
 
 /// Peak resident memory of this process in bytes (VmHWM from /proc/self/status), or nil if unknown.

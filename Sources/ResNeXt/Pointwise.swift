@@ -1,7 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// The float32 product of a 1x1 convolution over channel-major tensors, without OpenBLAS:
 /// y (m, p) = A (m, k) * x (k, p), or y += it, where p is every pixel of the batch (N*H*W), m the
 /// output and k the input channels. `Conv2d` uses it for a 1x1 stride-1 convolution's forward
@@ -20,7 +16,8 @@ import Glibc
 /// - then for each 4 output rows, all the block's strips: 8 SIMD accumulators (4 rows x 16
 ///   columns), each input channel one broadcast weight per row and two loads of x for 8 FMAs, and
 ///   the 4 output rows are written as 4 sequential runs of the block's width.
-/// Measured against OpenBLAS in one run (one thread, C driver shapes, docs/performance.md):
+/// Measured against `cblas_sgemm` with a standalone prototype of the same loops (one thread,
+/// docs/performance.md):
 /// 64 x 65536 x 64 0.78-0.85 of its time, 64 x 65536 x 16 0.45-0.55, 128 x 65536 x 64 0.73-0.78,
 /// and within the noise of it on the 16-row and 256-deep products; the stride-2 column gradients
 /// 288 x 8192 x 32 0.58, 576 x 4096 x 64 0.74-0.79.
@@ -31,10 +28,7 @@ import Glibc
 public enum Pointwise {
     /// Whether `Conv2d` uses this kernel by default: on, unless `RESNEXT_POINTWISE=0`, which
     /// is there to compare with OpenBLAS.
-    nonisolated(unsafe) public static var enabled: Bool = {
-        if let v = getenv("RESNEXT_POINTWISE") { return String(cString: v) != "0" }
-        return true
-    }()
+    nonisolated(unsafe) public static var enabled = environmentSwitch("RESNEXT_POINTWISE")
 
     /// Rows of A per register block, and columns per strip.
     static let rowBlock = 4, strip = 16
@@ -78,8 +72,8 @@ public enum Pointwise {
                 let src = x + (c &* ldx &+ p0)
                 for s in 0..<strips {
                     let d = packedX + (s &* k &+ c) &* strip
-                    store(load(src + s &* strip), d)
-                    store(load(src + (s &* strip &+ 8)), d + 8)
+                    Direct3x3.store(load(src + s &* strip), d, accumulate: false)
+                    Direct3x3.store(load(src + (s &* strip &+ 8)), d + 8, accumulate: false)
                 }
             }
             for i0 in Swift.stride(from: 0, to: m, by: rowBlock) {
@@ -119,8 +113,4 @@ public enum Pointwise {
     }
 
     @inline(__always) static func load(_ p: UnsafePointer<Float>) -> SIMD8<Float> { Direct3x3.load(p) }
-
-    @inline(__always) static func store(_ v: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>) {
-        UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD8<Float>.self)
-    }
 }
