@@ -121,6 +121,15 @@ public final class Conv2d<T: EngineScalar> {
     /// Whether this layer uses `Pointwise` where it applies; nil follows `Pointwise.enabled`.
     public var usePointwise: Bool? = nil
 
+    /// Whether this float32 layer lowers through `RowLowering` where it applies (the same values);
+    /// nil follows `RowLowering.enabled`. Tests set it to compare the two.
+    public var useRowLowering: Bool? = nil
+
+    func rowLowering(_ applies: (Int, Int, Int, Int, Int, Int, Int) -> Bool, h: Int, w: Int) -> Bool {
+        let (p, q) = outputSize(h, w)
+        return (useRowLowering ?? RowLowering.enabled) && T.self == Float.self && applies(kernel, stride, padding, h, w, p, q)
+    }
+
     /// True when this float32 convolution's product with m rows over p columns runs through
     /// `Pointwise`: for a 1x1 stride-1 layer the forward (Kg rows) and the input gradient (Cg);
     /// for a `lowered` one (im2col) the column gradient W^T dy (Cg*R*S rows), where OpenBLAS
@@ -318,6 +327,14 @@ public final class Conv2d<T: EngineScalar> {
     func im2col(x: UnsafePointer<T>, col: UnsafeMutablePointer<T>, c: Int, n: Int, images: Range<Int>, h: Int, w: Int) {
         let (p, q) = outputSize(h, w)
         let k = kernel, st = stride, pad = padding
+        if rowLowering(RowLowering.appliesSame, h: h, w: w) {
+            RowLowering.im2colSame(x: f32(x), col: f32m(col), c: c, n: n, images: images, h: h, w: w)
+            return
+        }
+        if rowLowering(RowLowering.appliesStride2, h: h, w: w) {
+            RowLowering.im2colStride2(x: f32(x), col: f32m(col), c: c, n: n, images: images, h: h, w: w)
+            return
+        }
         if st == 1 && p == h && q == w {
             // same-size convolution: each column row is the input plane shifted by (r - pad, s - pad)
             var dst = col
@@ -520,6 +537,10 @@ public final class Conv2d<T: EngineScalar> {
         precondition(!overwrite || usesPhasePlanes(h: h, w: w), "col2im writes dx only on phase planes")
         let (p, q) = outputSize(h, w)
         let k = kernel, st = stride, pad = padding
+        if rowLowering(RowLowering.appliesStride2, h: h, w: w) {
+            RowLowering.col2imStride2(col: f32(col), dx: f32m(dx), c: c, n: n, images: images, h: h, w: w, overwrite: overwrite)
+            return
+        }
         if st == 1 && p == h && q == w {
             var src = UnsafeMutablePointer(mutating: col)
             for ci in 0..<c {
