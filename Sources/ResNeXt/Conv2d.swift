@@ -110,6 +110,10 @@ public final class Conv2d<T: EngineScalar> {
     /// the float64 engine by float32-rounding noise (`ModelFixtureTests.roundingSensitivity`).
     public var outputHook: ((UnsafeMutablePointer<T>, Int) -> Void)? = nil
 
+    /// Wall time of this layer's forward and backward passes while `Profile.enabled`, for the
+    /// in-step column of `resnext-ddp bench --layers` (which zeroes it when its timed steps start).
+    public var profiledSeconds = 0.0
+
     /// Whether this layer uses `Direct3x3` where it applies; nil follows `Direct3x3.enabled`
     /// (tests set it to compare the two paths).
     public var useDirect3x3: Bool? = nil
@@ -183,6 +187,8 @@ public final class Conv2d<T: EngineScalar> {
         let cg = inChannels / groups, kg = outChannels / groups
         let pq = p * q, npq = n * pq, rows = cg * kernel * kernel
         defer { if let outputHook { outputHook(y, outChannels * npq) } }
+        let started = Profile.enabled ? Profile.now() : 0
+        defer { if Profile.enabled { profiledSeconds += Profile.now() - started } }
         let chunk = imagesPerChunk(n: n, h: h, w: w)
         if usesDirect(h: h, w: w) {
             Profile.measure(.gemm) {
@@ -229,6 +235,8 @@ public final class Conv2d<T: EngineScalar> {
         let (p, q) = outputSize(h, w)
         let cg = inChannels / groups, kg = outChannels / groups
         let pq = p * q, npq = n * pq, rows = cg * kernel * kernel
+        let started = Profile.enabled ? Profile.now() : 0
+        defer { if Profile.enabled { profiledSeconds += Profile.now() - started } }
         let chunk = imagesPerChunk(n: n, h: h, w: w)
         let asConvolution = backwardAsConvolution && dx != nil
         let direct = asConvolution && usesDirect(h: h, w: w)

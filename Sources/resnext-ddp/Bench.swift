@@ -73,7 +73,12 @@ struct Bench: ParsableCommand {
         images.withUnsafeBufferPointer { img in
             labels.withUnsafeBufferPointer { lab in
                 for i in 0...steps {
-                    if i == 1 { Profile.reset(); Profile.enabled = profile }
+                    if i == 1 {
+                        Profile.reset()
+                        // --layers also times each convolution within the steps
+                        for (conv, _, _) in net.convolutionInputs { conv.profiledSeconds = 0 }
+                        Profile.enabled = profile || layers
+                    }
                     comm.barrier()
                     let t0 = Profile.now()
                     let step = DataParallel.step(net, images: img.baseAddress!, labels: lab.baseAddress!, n: perRank,
@@ -110,7 +115,7 @@ struct Bench: ParsableCommand {
                          sgemmMedian, 100 * gflops / Double(comm.size) / sgemmMedian))
         }
         if profile { print(Self.profileTable(steps: steps, total: times.reduce(0, +))) }
-        if layers { print(Self.layerTable(net, n: perRank, repeats: max(steps, 3), seed: seed, sgemm: sgemmMedian)) }
+        if layers { print(Self.layerTable(net, n: perRank, repeats: max(steps, 3), seed: seed, sgemm: sgemmMedian, steps: steps)) }
     }
 }
 
@@ -136,8 +141,10 @@ extension Bench {
     /// First each distinct grouped 3x3 and 1x1 stride-1 convolution for each way of computing it
     /// (the paths alternate); then every distinct convolution on the default path with how many layers share
     /// its shape, and their sum: the time the step would spend in convolutions if each ran as it
-    /// does alone, against `sgemm` (GFLOP/s): a ceiling on the step's share of SGEMM.
-    static func layerTable(_ net: ResNeXt<Float>, n: Int, repeats: Int, seed: UInt64, sgemm: Double) -> String {
+    /// does alone, against `sgemm` (GFLOP/s): a ceiling on the step's share of SGEMM. Next to it,
+    /// what the same layers took within the `steps` timed steps (`Conv2d.profiledSeconds`), where
+    /// their operands come from memory rather than from the cache a repeated layer leaves warm.
+    static func layerTable(_ net: ResNeXt<Float>, n: Int, repeats: Int, seed: UInt64, sgemm: Double, steps: Int) -> String {
         let paths: [(name: String, direct: Bool?, directWeights: Bool?)] = [
             ("im2col + GEMM", false, nil), ("default", nil, nil), ("direct, weight gradient too", true, true)]
         var lines = ["| layer | C -> K, groups, stride, input, kernel | path | forward ms | backward ms | of which im2col/col2im ms | GFLOP/s |",
@@ -157,28 +164,38 @@ extension Bench {
                                     t.flops / (t.forward + t.backward) / 1e9))
             }
         }
-        lines += ["", "| layer (and those of the same shape) | C -> K, groups, stride, input, kernel | layers | forward ms | backward ms | ms per step, all of them | GFLOP/s |",
-                  "|---|---|---:|---:|---:|---:|---:|"]
-        var shapes: [[Int]: (conv: Conv2d<Float>, h: Int, w: Int, count: Int)] = [:], order: [[Int]] = []
+        lines += ["", "| layer (and those of the same shape) | C -> K, groups, stride, input, kernel | layers | forward ms | backward ms | ms per step, all of them | GFLOP/s | in the step: ms per step, all of them | GFLOP/s |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+        var shapes: [[Int]: (conv: Conv2d<Float>, h: Int, w: Int, count: Int, inStep: Double)] = [:], order: [[Int]] = []
         for (model, h, w) in net.convolutionInputs {
-            let key = shapeKey(model, h, w)
-            if shapes[key] != nil { shapes[key]!.count += 1 } else { shapes[key] = (model, h, w, 1); order.append(key) }
+            let key = shapeKey(model, h, w), inStep = model.profiledSeconds / Double(steps)
+            if shapes[key] != nil {
+                shapes[key]!.count += 1
+                shapes[key]!.inStep += inStep
+            } else {
+                shapes[key] = (model, h, w, 1, inStep)
+                order.append(key)
+            }
         }
-        var total = 0.0, totalFlops = 0.0
+        var total = 0.0, totalFlops = 0.0, totalInStep = 0.0
         let stem = net.convolutionInputs[0].conv
         for key in order {
-            let (model, h, w, count) = shapes[key]!
+            let (model, h, w, count, inStep) = shapes[key]!
             // as in the step, the stem computes no input gradient
             let t = timeConvolution(model, h: h, w: w, n: n, paths: [(nil, nil)], repeats: repeats, rng: &rng,
                                     inputGradient: model !== stem)[0]
             total += Double(count) * (t.forward + t.backward)
             totalFlops += Double(count) * t.flops
-            lines.append(String(format: "| %@ | %@ | %d | %.2f | %.2f | %.1f | %.1f |", model.name, shapeText(model, h, w),
+            totalInStep += inStep
+            lines.append(String(format: "| %@ | %@ | %d | %.2f | %.2f | %.1f | %.1f | %.2f | %.1f |", model.name, shapeText(model, h, w),
                                 count, t.forward * 1000, t.backward * 1000,
-                                Double(count) * (t.forward + t.backward) * 1000, t.flops / (t.forward + t.backward) / 1e9))
+                                Double(count) * (t.forward + t.backward) * 1000, t.flops / (t.forward + t.backward) / 1e9,
+                                inStep * 1000, Double(count) * t.flops / inStep / 1e9))
         }
         lines.append(String(format: "all convolutions, each on its own: %.1f ms per step of %d images, %.1f GFLOP/s, %.0f %% of the SGEMM above",
                             total * 1000, n, totalFlops / total / 1e9, 100 * totalFlops / total / 1e9 / sgemm))
+        lines.append(String(format: "the same convolutions within the steps: %.2f ms per step, %.1f GFLOP/s, %.0f %% of the SGEMM above",
+                            totalInStep * 1000, totalFlops / totalInStep / 1e9, 100 * totalFlops / totalInStep / 1e9 / sgemm))
         return lines.joined(separator: "\n")
     }
 

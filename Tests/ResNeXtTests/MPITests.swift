@@ -215,6 +215,16 @@ func worstDifference(_ a: String, _ b: String) throws -> (Double, String) {
         let summed: Double = perStep.reduce(0, +)
         let rounding: Double = 0.05 * Double(all.count) + 0.1
         #expect(stated != nil && abs(stated! - summed) <= rounding, "\(one.stdout)")
+        // the same layers within the step: a positive time per shape, summing to the stated total,
+        // which is part of the step
+        let inStep = all.map { Double($0.split(separator: "|")[7].trimmingCharacters(in: .whitespaces)) ?? .nan }
+        #expect(inStep.allSatisfy { $0 >= 0 } && inStep.reduce(0, +) > 0, "\(one.stdout)")
+        let inStepTotal = one.stdout.split(separator: "\n").first { $0.hasPrefix("the same convolutions within the steps: ") }
+        let statedInStep: Double? = inStepTotal.flatMap { Double($0.split(separator: " ")[6]) }
+        #expect(statedInStep != nil && abs(statedInStep! - inStep.reduce(0, +)) <= rounding, "\(one.stdout)")
+        let step = one.stdout.split(separator: "\n").first { $0.hasPrefix("median of ") }
+        let stepMs: Double? = step.flatMap { Double($0.split(separator: " ")[4]) }
+        #expect(stepMs != nil && statedInStep != nil && statedInStep! < stepMs!, "\(one.stdout)")
         let two = try MPI.run(2, args)
         #expect(two.status != 0)
         #expect(two.output.contains("error: --layers times single layers; run it in one process, without mpirun"), "\(two.output)")
