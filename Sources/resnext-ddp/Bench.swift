@@ -143,7 +143,7 @@ extension Bench {
     /// its shape, and their sum: the time the step would spend in convolutions if each ran as it
     /// does alone, against `sgemm` (GFLOP/s): a ceiling on the step's share of SGEMM. Next to it,
     /// what the same layers took within the `steps` timed steps (`Conv2d.profiledSeconds`), where
-    /// their operands come from memory rather than from the cache a repeated layer leaves warm.
+    /// their operands are what the layers before them left in cache, not a repetition's own.
     static func layerTable(_ net: ResNeXt<Float>, n: Int, repeats: Int, seed: UInt64, sgemm: Double, steps: Int) -> String {
         let paths: [(name: String, direct: Bool?, directWeights: Bool?)] = [
             ("im2col + GEMM", false, nil), ("default", nil, nil), ("direct, weight gradient too", true, true)]
