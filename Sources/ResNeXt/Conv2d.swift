@@ -129,9 +129,12 @@ public final class Conv2d<T: EngineScalar> {
     /// nil follows `RowLowering.enabled`. Tests set it to compare the two.
     public var useRowLowering: Bool? = nil
 
-    func rowLowering(_ applies: (Int, Int, Int, Int, Int, Int, Int) -> Bool, h: Int, w: Int) -> Bool {
-        let (p, q) = outputSize(h, w)
-        return (useRowLowering ?? RowLowering.enabled) && T.self == Float.self && applies(kernel, stride, padding, h, w, p, q)
+    /// True when this float32 3x3 layer with padding 1 lowers a row at a time (`RowLowering`) at
+    /// planes of h x w: stride 1 with rows a multiple of 8 wide, or stride 2 on phase planes
+    /// (`usesPhasePlanes`) with output rows a multiple of 8 wide.
+    func usesRowLowering(h: Int, w: Int) -> Bool {
+        guard (useRowLowering ?? RowLowering.enabled) && T.self == Float.self && kernel == 3 && padding == 1 else { return false }
+        return stride == 1 ? w % 8 == 0 : usesPhasePlanes(h: h, w: w) && (w / 2) % 8 == 0
     }
 
     /// True when this float32 convolution's product with m rows over p columns runs through
@@ -335,12 +338,12 @@ public final class Conv2d<T: EngineScalar> {
     func im2col(x: UnsafePointer<T>, col: UnsafeMutablePointer<T>, c: Int, n: Int, images: Range<Int>, h: Int, w: Int) {
         let (p, q) = outputSize(h, w)
         let k = kernel, st = stride, pad = padding
-        if rowLowering(RowLowering.appliesSame, h: h, w: w) {
-            RowLowering.im2colSame(x: f32(x), col: f32m(col), c: c, n: n, images: images, h: h, w: w)
-            return
-        }
-        if rowLowering(RowLowering.appliesStride2, h: h, w: w) {
-            RowLowering.im2colStride2(x: f32(x), col: f32m(col), c: c, n: n, images: images, h: h, w: w)
+        if usesRowLowering(h: h, w: w) {
+            if st == 1 {
+                RowLowering.im2colSame(x: f32(x), col: f32m(col), c: c, n: n, images: images, h: h, w: w)
+            } else {
+                RowLowering.im2colStride2(x: f32(x), col: f32m(col), c: c, n: n, images: images, h: h, w: w)
+            }
             return
         }
         if st == 1 && p == h && q == w {
@@ -545,7 +548,7 @@ public final class Conv2d<T: EngineScalar> {
         precondition(!overwrite || usesPhasePlanes(h: h, w: w), "col2im writes dx only on phase planes")
         let (p, q) = outputSize(h, w)
         let k = kernel, st = stride, pad = padding
-        if rowLowering(RowLowering.appliesStride2, h: h, w: w) {
+        if st == 2 && usesRowLowering(h: h, w: w) {
             RowLowering.col2imStride2(col: f32(col), dx: f32m(dx), c: c, n: n, images: images, h: h, w: w, overwrite: overwrite)
             return
         }

@@ -18,23 +18,15 @@ enum RowLowering {
     /// On unless `RESNEXT_ROW_LOWERING=0` (to compare).
     static let enabled = environmentSwitch("RESNEXT_ROW_LOWERING")
 
-    /// Rows of 8-float blocks only: q (stride 2) or w (stride 1) a multiple of 8.
-    static func appliesSame(kernel: Int, stride: Int, padding: Int, h: Int, w: Int, p: Int, q: Int) -> Bool {
-        kernel == 3 && stride == 1 && padding == 1 && p == h && q == w && w % 8 == 0
-    }
+    // `Conv2d.usesRowLowering` says where these apply: rows (stride 1) or output rows (stride 2)
+    // a whole number of 8-float blocks.
 
-    static func appliesStride2(kernel: Int, stride: Int, padding: Int, h: Int, w: Int, p: Int, q: Int) -> Bool {
-        kernel == 3 && stride == 2 && padding == 1 && h % 2 == 0 && w % 2 == 0 && p == h / 2 && q == w / 2 && q % 8 == 0
-    }
-
-    @inline(__always) static func load8(_ p: UnsafePointer<Float>) -> SIMD8<Float> {
-        UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self)
+    @inline(__always) static func load8(_ p: UnsafePointer<Float>) -> SIMD8<Float> { Direct3x3.load(p) }
+    @inline(__always) static func store8(_ v: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>) {
+        Direct3x3.store(v, p, accumulate: false)
     }
     @inline(__always) static func load16(_ p: UnsafePointer<Float>) -> SIMD16<Float> {
         UnsafeRawPointer(p).loadUnaligned(as: SIMD16<Float>.self)
-    }
-    @inline(__always) static func store8(_ v: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>) {
-        UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD8<Float>.self)
     }
     @inline(__always) static func store16(_ v: SIMD16<Float>, _ p: UnsafeMutablePointer<Float>) {
         UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD16<Float>.self)

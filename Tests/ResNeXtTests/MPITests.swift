@@ -215,8 +215,8 @@ func worstDifference(_ a: String, _ b: String) throws -> (Double, String) {
         let summed: Double = perStep.reduce(0, +)
         let rounding: Double = 0.05 * Double(all.count) + 0.1
         #expect(stated != nil && abs(stated! - summed) <= rounding, "\(one.stdout)")
-        // the same layers within the step: a positive time per shape, summing to the stated total,
-        // which is part of the step
+        // the same layers within the step: no negative time, a positive total that the rows sum
+        // to, and that total part of the step
         let inStep = all.map { Double($0.split(separator: "|")[7].trimmingCharacters(in: .whitespaces)) ?? .nan }
         #expect(inStep.allSatisfy { $0 >= 0 } && inStep.reduce(0, +) > 0, "\(one.stdout)")
         let inStepTotal = one.stdout.split(separator: "\n").first { $0.hasPrefix("the same convolutions within the steps: ") }
