@@ -1,4 +1,7 @@
 import RealModule
+#if arch(x86_64)
+import _Builtin_intrinsics.intel
+#endif
 
 /// Batch normalisation over channel-major activations x (C, N, H, W), PyTorch's BatchNorm2d
 /// (eps 1e-5, momentum 0.1), with BN groups: in training mode the batch is cut into groups of
@@ -17,6 +20,9 @@ public final class BatchNorm<T: EngineScalar> {
     /// Saved by the training forward for backward: per (channel, group), index c * groups + g;
     /// scale and shift are the float factors of its output pass, y = x * scale + shift.
     var mean: Buffer<T>, invStd: Buffer<T>, scale: Buffer<T>, shift: Buffer<T>
+    /// Evaluation mode's factors per channel, from `prepareInference` (kept apart from the
+    /// training forward's, which its backward reads).
+    var inferenceScale: Buffer<T>, inferenceShift: Buffer<T>
 
     public init(_ name: String, _ channels: Int, maxGroups: Int, layout: inout StoreLayout) {
         self.name = name
@@ -30,6 +36,8 @@ public final class BatchNorm<T: EngineScalar> {
         invStd = Buffer<T>(count: channels * maxGroups)
         scale = Buffer<T>(count: channels * maxGroups)
         shift = Buffer<T>(count: channels * maxGroups)
+        inferenceScale = Buffer<T>(count: channels)
+        inferenceShift = Buffer<T>(count: channels)
     }
 
     public func bind(_ store: ParameterStore<T>) {
@@ -43,12 +51,13 @@ public final class BatchNorm<T: EngineScalar> {
         batchVar = store.batchStats.base + varOffset
     }
 
-    /// Training mode. x, y: (C, N, HW), y may equal x. n must be a multiple of `group`.
+    /// Training mode. x, y: (C, N, HW), y may equal x; without y, only the statistics and factors
+    /// (`statisticsTraining`). n must be a multiple of `group`.
     /// With `residual` (C, N, HW), y = bn(x) + residual; with `relu`, the ReLU follows: a
     /// bottleneck block's BN, residual add and ReLU in one pass over its output.
     @_specialize(where T == Float)
     @_specialize(where T == Double)
-    public func forwardTraining(x: UnsafePointer<T>, y: UnsafeMutablePointer<T>, n: Int, hw: Int,
+    public func forwardTraining(x: UnsafePointer<T>, y: UnsafeMutablePointer<T>?, n: Int, hw: Int,
                                 group: Int, relu: Bool = false, residual: UnsafePointer<T>? = nil) {
         precondition(n % group == 0, "batch \(n) is not a multiple of the BN group \(group)")
         let groups = n / group, m = group * hw
@@ -58,7 +67,7 @@ public final class BatchNorm<T: EngineScalar> {
             var sumMean = 0.0, sumVar = 0.0
             for g in 0..<groups {
                 let off = (c * n + g * group) * hw
-                let xs = x + off, ys = y + off
+                let xs = x + off
                 var s = 0.0
                 for i in 0..<m { s = Relaxed.sum(s, Double(xs[i])) }
                 let mu = s / Double(m)
@@ -80,11 +89,40 @@ public final class BatchNorm<T: EngineScalar> {
                 let shift = T(Double(beta[c]) - mu * Double(gamma[c]) * inv)
                 self.scale.base[c * groups + g] = scale
                 self.shift.base[c * groups + g] = shift
-                normalize(xs, ys, residual.map { $0 + off }, count: m, scale: scale, shift: shift, relu: relu)
+                if let y { normalize(xs, y + off, residual.map { $0 + off }, count: m, scale: scale, shift: shift, relu: relu) }
             }
             batchMean[c] = T(sumMean)
             batchVar[c] = T(sumVar)
         }
+    }
+
+    /// The training forward's statistics and output factors without its output pass: what
+    /// `forwardTraining(relu: true)` saves and adds to `batchStats`, bit for bit, for a
+    /// convolution that reads this layer's output through `normalizedInput` instead of y.
+    public func statisticsTraining(x: UnsafePointer<T>, n: Int, hw: Int, group: Int) {
+        forwardTraining(x: x, y: nil, n: n, hw: hw, group: group, relu: true)
+    }
+
+    /// Evaluation mode's output factors (from the running statistics), for
+    /// `normalizedInput(n:group:)` with group nil.
+    public func prepareInference() {
+        for c in 0..<channels { (inferenceScale.base[c], inferenceShift.base[c]) = inferenceFactors(c) }
+    }
+
+    @inline(__always) func inferenceFactors(_ c: Int) -> (scale: T, shift: T) {
+        let inv = 1 / (Double(runningVar[c]) + eps).squareRoot()
+        return (T(Double(gamma[c]) * inv), T(Double(beta[c]) - Double(runningMean[c]) * Double(gamma[c]) * inv))
+    }
+
+    /// This layer's output with ReLU, relu(x * scale + shift), as a float32 convolution reads
+    /// it from x: after `statisticsTraining` over n images in BN groups of `group`, or after
+    /// `prepareInference` with group nil.
+    public func normalizedInput(n: Int, group: Int?) -> NormalizedInput {
+        precondition(T.self == Float.self, "normalizedInput is float32 only")
+        let (sc, sh) = group == nil ? (inferenceScale, inferenceShift) : (scale, shift)
+        return NormalizedInput(scale: UnsafeRawPointer(sc.base).assumingMemoryBound(to: Float.self),
+                               shift: UnsafeRawPointer(sh.base).assumingMemoryBound(to: Float.self),
+                               groups: group.map { n / $0 } ?? 1, groupSize: group ?? n)
     }
 
     /// ys = xs * scale + shift (+ rs), then the ReLU with `relu`: the same float operations in
@@ -93,12 +131,16 @@ public final class BatchNorm<T: EngineScalar> {
     func normalize(_ xs: UnsafePointer<T>, _ ys: UnsafeMutablePointer<T>, _ rs: UnsafePointer<T>?, count m: Int,
                    scale: T, shift: T, relu: Bool) {
         switch (rs, relu) {
-        case (let rs?, true): for i in 0..<m { ys[i] = max(0, (xs[i] * scale + shift) + rs[i]) }
+        case (let rs?, true): for i in 0..<m { ys[i] = Self.relu((xs[i] * scale + shift) + rs[i]) }
         case (let rs?, false): for i in 0..<m { ys[i] = (xs[i] * scale + shift) + rs[i] }
-        case (nil, true): for i in 0..<m { ys[i] = max(0, xs[i] * scale + shift) }
+        case (nil, true): for i in 0..<m { ys[i] = Self.relu(xs[i] * scale + shift) }
         case (nil, false): for i in 0..<m { ys[i] = xs[i] * scale + shift }
         }
     }
+
+    /// The ReLU: v < 0 ? 0 : v, so that -0 and NaN pass as they are (PyTorch's ReLU passes NaN
+    /// too), which is what one `vmaxps` does (`NormalizedInput.relu`).
+    @inline(__always) static func relu(_ v: T) -> T { v < 0 ? 0 : v }
 
     /// Evaluation mode with the running statistics. x, y: (C, N, HW), y may equal x; `residual`
     /// and `relu` as in `forwardTraining`.
@@ -108,9 +150,7 @@ public final class BatchNorm<T: EngineScalar> {
                                  relu: Bool = false, residual: UnsafePointer<T>? = nil) {
         let count = n * hw
         for c in 0..<channels {
-            let inv = 1 / (Double(runningVar[c]) + eps).squareRoot()
-            let scale = T(Double(gamma[c]) * inv)
-            let shift = T(Double(beta[c]) - Double(runningMean[c]) * Double(gamma[c]) * inv)
+            let (scale, shift) = inferenceFactors(c)
             normalize(x + c * count, y + c * count, residual.map { $0 + c * count }, count: count, scale: scale,
                       shift: shift, relu: relu)
         }
@@ -172,5 +212,55 @@ public final class BatchNorm<T: EngineScalar> {
             dGamma[c] += T(dg)
             dBeta[c] += T(db)
         }
+    }
+}
+
+/// A batch norm's output with ReLU as a float32 convolution reads it from the norm's input x, so
+/// that the output itself is never stored: plane (channel c, image i) of x is read as
+/// relu(x * scale + shift), with the factors of c's BN group of image i. These are the float
+/// operations of `BatchNorm`'s output pass in the same order, so the values are the same bit for
+/// bit. `Conv2d` applies it where it copies its input: `Direct3x3`'s padded planes and
+/// `RowLowering`'s rows (`Conv2d.readsNormalizedInput`).
+public struct NormalizedInput {
+    /// Whether the model has its 3x3 convolutions read bn1's output this way where they can: on,
+    /// unless `RESNEXT_BN_ON_READ=0` (to compare with storing it).
+    nonisolated(unsafe) public static var enabled = environmentSwitch("RESNEXT_BN_ON_READ")
+
+    let scale: UnsafePointer<Float>, shift: UnsafePointer<Float>
+    /// BN groups per channel (index c * groups + g), and images per group.
+    let groups: Int, groupSize: Int
+
+    /// The same map for the channels from `first` on: a convolution group's channel 0.
+    func channels(from first: Int) -> NormalizedInput {
+        NormalizedInput(scale: scale + first * groups, shift: shift + first * groups, groups: groups, groupSize: groupSize)
+    }
+
+    /// The factors of plane (c, image i).
+    @inline(__always) func factors(_ c: Int, _ i: Int) -> (scale: Float, shift: Float) {
+        let k = c &* groups &+ i / groupSize
+        return (scale[k], shift[k])
+    }
+
+    /// v * scale + shift, then the ReLU as `BatchNorm` does it (`relu(_:)`), lane by lane.
+    @inline(__always) static func apply(_ v: SIMD8<Float>, _ f: (scale: Float, shift: Float)) -> SIMD8<Float> {
+        relu(v * SIMD8(repeating: f.scale) + SIMD8(repeating: f.shift))
+    }
+
+    @inline(__always) static func apply(_ v: SIMD16<Float>, _ f: (scale: Float, shift: Float)) -> SIMD16<Float> {
+        var r = SIMD16<Float>()
+        r.lowHalf = apply(v.lowHalf, f)
+        r.highHalf = apply(v.highHalf, f)
+        return r
+    }
+
+    /// y < 0 ? 0 : y lane by lane, `BatchNorm.relu`: one `vmaxps` with 0 first (it takes the
+    /// second operand unless the first is greater, so -0 and NaN pass as they are). Swift's SIMD
+    /// comparisons and `replacing(with:where:)` made the copies 5-10x slower.
+    @inline(__always) static func relu(_ y: SIMD8<Float>) -> SIMD8<Float> {
+        #if arch(x86_64)
+        return _mm256_max_ps(SIMD8(repeating: 0), y)
+        #else
+        return y.replacing(with: 0, where: y .< 0)
+        #endif
     }
 }

@@ -154,6 +154,21 @@ public final class Conv2d<T: EngineScalar> {
             && Direct3x3.applies(cin: cg, kout: kg, h: h, w: w) && Direct3x3.applies(cin: kg, kout: cg, h: h, w: w)
     }
 
+    /// True when the weight gradient of this layer at planes of h x w runs through `Direct3x3`.
+    func usesDirectWeightGradient(h: Int, w: Int) -> Bool {
+        usesDirect(h: h, w: w) && (useDirectWeightGradient ?? Direct3x3.weightGradientApplies(cin: inChannels / groups, kout: outChannels / groups))
+    }
+
+    /// True when this layer at planes of h x w can take its input x as a batch norm's output read
+    /// from the norm's input (`NormalizedInput`, the `normalize` argument of `forward` and
+    /// `backward`): every path that reads x (the forward, and the weight gradient) copies it a
+    /// plane or a row at a time, into `Direct3x3`'s padded planes or through `RowLowering`.
+    public func readsNormalizedInput(h: Int, w: Int) -> Bool {
+        guard T.self == Float.self && kernel == 3 else { return false }
+        let rows = usesRowLowering(h: h, w: w)
+        return (usesDirect(h: h, w: w) || rows) && (usesDirectWeightGradient(h: h, w: w) || rows)
+    }
+
     @inline(__always) func f32(_ p: UnsafePointer<T>) -> UnsafePointer<Float> {
         UnsafeRawPointer(p).assumingMemoryBound(to: Float.self)
     }
@@ -181,11 +196,14 @@ public final class Conv2d<T: EngineScalar> {
         return p * q * outChannels * (inChannels / groups) * kernel * kernel
     }
 
-    /// y (K, N, P, Q) = conv(x (C, N, H, W)). `col` holds `columnCount` floats.
+    /// y (K, N, P, Q) = conv(x (C, N, H, W)). `col` holds `columnCount` floats. With `normalize`
+    /// (where `readsNormalizedInput`), x is a batch norm's input and the convolution reads its
+    /// output with ReLU.
     @_specialize(where T == Float)
     @_specialize(where T == Double)
     public func forward(x: UnsafePointer<T>, y: UnsafeMutablePointer<T>, n: Int, h: Int, w: Int,
-                        col: UnsafeMutablePointer<T>) {
+                        col: UnsafeMutablePointer<T>, normalize: NormalizedInput? = nil) {
+        precondition(normalize == nil || readsNormalizedInput(h: h, w: w), "\(name) cannot read a normalized input")
         let (p, q) = outputSize(h, w)
         let cg = inChannels / groups, kg = outChannels / groups
         let pq = p * q, npq = n * pq, rows = cg * kernel * kernel
@@ -196,7 +214,7 @@ public final class Conv2d<T: EngineScalar> {
         if usesDirect(h: h, w: w) {
             Profile.measure(.gemm) {
                 Direct3x3.run(x: f32(x), weights: f32(weight), y: f32m(y), cin: cg, kout: kg, groups: groups,
-                              n: n, h: h, w: w, accumulate: false, scratch: f32m(col))
+                              n: n, h: h, w: w, accumulate: false, scratch: f32m(col), normalize: normalize)
             }
             return
         }
@@ -219,7 +237,9 @@ public final class Conv2d<T: EngineScalar> {
             }
             for n0 in Swift.stride(from: 0, to: n, by: chunk) {
                 let nc = min(chunk, n - n0), cols = nc * pq
-                Profile.measure(.im2col) { im2col(x: xg, col: col, c: cg, n: n, images: n0..<(n0 + nc), h: h, w: w) }
+                Profile.measure(.im2col) {
+                    im2col(x: xg, col: col, c: cg, n: n, images: n0..<(n0 + nc), h: h, w: w, normalize: normalize?.channels(from: g * cg))
+                }
                 // y_g[:, chunk] (Kg, cols) = W_g (Kg, rows) * col (rows, cols)
                 Profile.measure(.gemm) {
                     T.gemm(transA: false, transB: false, m: kg, n: cols, k: rows, alpha: 1, a: wg, lda: rows,
@@ -230,11 +250,14 @@ public final class Conv2d<T: EngineScalar> {
     }
 
     /// Given dy (K, N, P, Q): dWeight += dL/dW (accumulates), and if dx is given,
-    /// dx (C, N, H, W) = dL/dx (written, or added to when `accumulate`).
+    /// dx (C, N, H, W) = dL/dx (written, or added to when `accumulate`). x and `normalize` as
+    /// given to `forward`.
     @_specialize(where T == Float)
     @_specialize(where T == Double)
     public func backward(x: UnsafePointer<T>, dy: UnsafePointer<T>, dx: UnsafeMutablePointer<T>?,
-                         accumulate: Bool = false, n: Int, h: Int, w: Int, col: UnsafeMutablePointer<T>) {
+                         accumulate: Bool = false, n: Int, h: Int, w: Int, col: UnsafeMutablePointer<T>,
+                         normalize: NormalizedInput? = nil) {
+        precondition(normalize == nil || readsNormalizedInput(h: h, w: w), "\(name) cannot read a normalized input")
         let (p, q) = outputSize(h, w)
         let cg = inChannels / groups, kg = outChannels / groups
         let pq = p * q, npq = n * pq, rows = cg * kernel * kernel
@@ -243,7 +266,7 @@ public final class Conv2d<T: EngineScalar> {
         let chunk = imagesPerChunk(n: n, h: h, w: w)
         let asConvolution = backwardAsConvolution && dx != nil
         let direct = asConvolution && usesDirect(h: h, w: w)
-        let directWeights = usesDirect(h: h, w: w) && (useDirectWeightGradient ?? Direct3x3.weightGradientApplies(cin: cg, kout: kg))
+        let directWeights = usesDirectWeightGradient(h: h, w: w)
         let flipped = col + scratchCount(n: n, h: h, w: w)
         if asConvolution { Profile.measure(.im2col) { flipWeights(into: flipped) } }
         // col2im adds into dx, except on phase planes, where it writes each plane of dx once
@@ -254,7 +277,7 @@ public final class Conv2d<T: EngineScalar> {
         if directWeights {
             Profile.measure(.gemm) {
                 Direct3x3.weightGradient(x: f32(x), dy: f32(dy), dw: f32m(dWeight), cin: cg, kout: kg, groups: groups,
-                                         n: n, h: h, w: w, scratch: f32m(col), one: kernel - 2)
+                                         n: n, h: h, w: w, scratch: f32m(col), one: kernel - 2, normalize: normalize)
             }
         }
         for g in 0..<groups where !(directWeights && (dx == nil || direct)) {
@@ -285,7 +308,9 @@ public final class Conv2d<T: EngineScalar> {
                 let nc = min(chunk, n - n0), cols = nc * pq
                 let images = n0..<(n0 + nc)
                 if !directWeights {
-                    Profile.measure(.im2col) { im2col(x: xg, col: col, c: cg, n: n, images: images, h: h, w: w) }
+                    Profile.measure(.im2col) {
+                        im2col(x: xg, col: col, c: cg, n: n, images: images, h: h, w: w, normalize: normalize?.channels(from: g * cg))
+                    }
                     // dW_g (Kg, rows) += dy_g[:, chunk] (Kg, cols) * col^T (cols, rows)
                     Profile.measure(.gemm) {
                         T.gemm(transA: false, transB: true, m: kg, n: rows, k: cols, alpha: 1, a: dyg + n0 * pq, lda: npq,
@@ -335,17 +360,19 @@ public final class Conv2d<T: EngineScalar> {
     /// workspace (`usesPhasePlanes` keeps its phase planes after the columns).
     @_specialize(where T == Float)
     @_specialize(where T == Double)
-    func im2col(x: UnsafePointer<T>, col: UnsafeMutablePointer<T>, c: Int, n: Int, images: Range<Int>, h: Int, w: Int) {
+    func im2col(x: UnsafePointer<T>, col: UnsafeMutablePointer<T>, c: Int, n: Int, images: Range<Int>, h: Int, w: Int,
+                normalize: NormalizedInput? = nil) {
         let (p, q) = outputSize(h, w)
         let k = kernel, st = stride, pad = padding
         if usesRowLowering(h: h, w: w) {
             if st == 1 {
-                RowLowering.im2colSame(x: f32(x), col: f32m(col), c: c, n: n, images: images, h: h, w: w)
+                RowLowering.im2colSame(x: f32(x), col: f32m(col), c: c, n: n, images: images, h: h, w: w, normalize: normalize)
             } else {
-                RowLowering.im2colStride2(x: f32(x), col: f32m(col), c: c, n: n, images: images, h: h, w: w)
+                RowLowering.im2colStride2(x: f32(x), col: f32m(col), c: c, n: n, images: images, h: h, w: w, normalize: normalize)
             }
             return
         }
+        precondition(normalize == nil, "a normalized input needs the row lowering")
         if st == 1 && p == h && q == w {
             // same-size convolution: each column row is the input plane shifted by (r - pad, s - pad)
             var dst = col

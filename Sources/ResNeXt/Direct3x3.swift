@@ -32,12 +32,15 @@ public enum Direct3x3 {
 
     static func run(x: UnsafePointer<Float>, weights: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>,
                     cin: Int, kout: Int, groups: Int, n: Int, h: Int, w: Int, accumulate: Bool,
-                    scratch: UnsafeMutablePointer<Float>) {
+                    scratch: UnsafeMutablePointer<Float>, normalize: NormalizedInput? = nil) {
         let hw = h * w, ws = paddedWidth(w), plane = (h + 2) * ws
         for g in 0..<groups {
             for ni in 0..<n {
                 // zero-padded planes of this image's cin input channels
-                for c in 0..<cin { pad(x + ((g * cin + c) * n + ni) * hw, into: scratch + c * plane, h: h, w: w) }
+                for c in 0..<cin {
+                    pad(x + ((g * cin + c) * n + ni) * hw, into: scratch + c * plane, h: h, w: w,
+                        normalize: normalize?.factors(g * cin + c, ni))
+                }
                 let wg = weights + g * kout * cin * 9
                 let yImage = y + (g * kout * n + ni) * hw
                 if w % 16 == 0 {
@@ -74,15 +77,22 @@ public enum Direct3x3 {
     }
 
     /// One h x w plane into a zero-padded (h + 2) x `paddedWidth(w)` plane: the value at (i, j)
-    /// moves to (i + 1, j + 1).
+    /// moves to (i + 1, j + 1), through `NormalizedInput.apply` with `normalize`'s factors.
     @inline(__always)
-    static func pad(_ src: UnsafePointer<Float>, into dst: UnsafeMutablePointer<Float>, h: Int, w: Int) {
+    static func pad(_ src: UnsafePointer<Float>, into dst: UnsafeMutablePointer<Float>, h: Int, w: Int,
+                    normalize: (scale: Float, shift: Float)? = nil) {
         let ws = paddedWidth(w)
         dst.update(repeating: 0, count: ws)
         for i in 0..<h {
             let row = dst + (i + 1) * ws
             row[0] = 0
-            (row + 1).update(from: src + i * w, count: w)
+            if let normalize {
+                let line = src + i &* w, out = row + 1
+                var j = 0
+                while j < w { store(NormalizedInput.apply(load(line + j), normalize), out + j, accumulate: false); j &+= 8 }
+            } else {
+                (row + 1).update(from: src + i * w, count: w)
+            }
             (row + 1 + w).update(repeating: 0, count: ws - w - 1)
         }
         (dst + (h + 1) * ws).update(repeating: 0, count: ws)
@@ -112,7 +122,7 @@ public enum Direct3x3 {
     /// from a value the compiler cannot see (see `tapSums`).
     static func weightGradient(x: UnsafePointer<Float>, dy: UnsafePointer<Float>, dw: UnsafeMutablePointer<Float>,
                                cin: Int, kout: Int, groups: Int, n: Int, h: Int, w: Int,
-                               scratch: UnsafeMutablePointer<Float>, one: Int) {
+                               scratch: UnsafeMutablePointer<Float>, one: Int, normalize: NormalizedInput? = nil) {
         let hw = h * w, ws = paddedWidth(w), plane = (h + 2) * ws
         let chunk = weightGradientImages(n: n, h: h, w: w)
         for g in 0..<groups {
@@ -120,7 +130,8 @@ public enum Direct3x3 {
                 let nc = min(chunk, n - n0)
                 for c in 0..<cin {
                     for i in 0..<nc {
-                        pad(x + ((g * cin + c) * n + n0 + i) * hw, into: scratch + (c * nc + i) * plane, h: h, w: w)
+                        pad(x + ((g * cin + c) * n + n0 + i) * hw, into: scratch + (c * nc + i) * plane, h: h, w: w,
+                            normalize: normalize?.factors(g * cin + c, n0 + i))
                     }
                 }
                 for c in 0..<cin {

@@ -57,7 +57,22 @@ final class Bottleneck<T: EngineScalar> {
     let shortcutConv: Conv2d<T>?, shortcutBN: BatchNorm<T>?
     let inChannels, outChannels, width, h, w, p, q: Int
     // saved activations, channel-major (C, N, H, W)
-    let h1, a1, h2, a2, h3, y: Buffer<T>
+    let h1, h2, a2, h3, y: Buffer<T>
+    /// bn1's output, stored only where conv2 cannot read it from h1 (`readsBN1`): allocated on
+    /// first use (the float64 engine, or a conv2 path without the row copies).
+    var a1: Buffer<T> {
+        if let a1Storage { return a1Storage }
+        let b = Buffer<T>(count: h1.count)
+        a1Storage = b
+        return b
+    }
+    private var a1Storage: Buffer<T>?
+    var storedA1Count: Int { a1Storage?.count ?? 0 }
+    /// Whether conv2 reads bn1's output from h1 where it can (`Conv2d.readsNormalizedInput`);
+    /// nil follows `NormalizedInput.enabled`. The last forward's choice is `bn1Read`, which
+    /// its backward follows.
+    var readsBN1: Bool? = nil
+    private var bn1Read = false
     let s: Buffer<T>?
     /// Offset of this block's first parameter in the store: its parameters are the contiguous
     /// range from here to the next block's.
@@ -91,7 +106,6 @@ final class Bottleneck<T: EngineScalar> {
         self.h = h; self.w = w
         (p, q) = conv2.outputSize(h, w)
         h1 = Buffer<T>(count: width * maxBatch * h * w)
-        a1 = Buffer<T>(count: width * maxBatch * h * w)
         h2 = Buffer<T>(count: width * maxBatch * p * q)
         a2 = Buffer<T>(count: width * maxBatch * p * q)
         h3 = Buffer<T>(count: outChannels * maxBatch * p * q)
@@ -130,8 +144,21 @@ final class Bottleneck<T: EngineScalar> {
     func forward(x: UnsafePointer<T>, n: Int, mode: ForwardMode, col: UnsafeMutablePointer<T>,
                  tmp: UnsafeMutablePointer<T>) {
         conv1.forward(x: x, y: h1.base, n: n, h: h, w: w, col: col)
-        norm(bn1, h1.base, a1.base, n: n, hw: h * w, mode: mode, relu: true)
-        conv2.forward(x: a1.base, y: h2.base, n: n, h: h, w: w, col: col)
+        bn1Read = (readsBN1 ?? NormalizedInput.enabled) && conv2.readsNormalizedInput(h: h, w: w)
+        if bn1Read {
+            // bn1's output is never stored: conv2 reads it from h1 as it copies its input
+            var group: Int? = nil
+            Profile.measure(.batchNorm) {
+                switch mode {
+                case .training(let g): bn1.statisticsTraining(x: h1.base, n: n, hw: h * w, group: g); group = g
+                case .inference: bn1.prepareInference()
+                }
+            }
+            conv2.forward(x: h1.base, y: h2.base, n: n, h: h, w: w, col: col, normalize: bn1.normalizedInput(n: n, group: group))
+        } else {
+            norm(bn1, h1.base, a1.base, n: n, hw: h * w, mode: mode, relu: true)
+            conv2.forward(x: a1.base, y: h2.base, n: n, h: h, w: w, col: col)
+        }
         norm(bn2, h2.base, a2.base, n: n, hw: p * q, mode: mode, relu: true)
         conv3.forward(x: a2.base, y: h3.base, n: n, h: p, w: q, col: col)
         var shortcut = x
@@ -162,7 +189,11 @@ final class Bottleneck<T: EngineScalar> {
         }
         conv3.backward(x: a2.base, dy: t1, dx: t2, n: n, h: p, w: q, col: col)
         Profile.measure(.batchNorm) { bn2.backward(x: h2.base, dy: t2, dx: t2, n: n, hw: p * q, group: group, relu: true) }
-        conv2.backward(x: a1.base, dy: t2, dx: t1, n: n, h: h, w: w, col: col)
+        if bn1Read {
+            conv2.backward(x: h1.base, dy: t2, dx: t1, n: n, h: h, w: w, col: col, normalize: bn1.normalizedInput(n: n, group: group))
+        } else {
+            conv2.backward(x: a1.base, dy: t2, dx: t1, n: n, h: h, w: w, col: col)
+        }
         Profile.measure(.batchNorm) { bn1.backward(x: h1.base, dy: t1, dx: t1, n: n, hw: h * w, group: group, relu: true) }
         conv1.backward(x: x, dy: t1, dx: dx, accumulate: true, n: n, h: h, w: w, col: col)
     }

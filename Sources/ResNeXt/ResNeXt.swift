@@ -78,11 +78,18 @@ public final class ResNeXt<T: EngineScalar> {
         convolutionInputs.reduce(0) { $0 + $1.conv.macsPerImage(h: $1.h, w: $1.w) } + fc.inFeatures * fc.outFeatures
     }
 
+    /// Whether each block's 3x3 convolution reads bn1's output from bn1's input instead of a
+    /// stored copy, where it can (`NormalizedInput`); nil follows `NormalizedInput.enabled`.
+    /// Tests set it to compare the two: the values are the same, bit for bit.
+    public var readsBN1OnTheFly: Bool? = nil {
+        didSet { for b in blocks { b.readsBN1 = readsBN1OnTheFly } }
+    }
+
     /// Bytes held by activations and workspaces (not the flat parameter buffers).
     public var activationBytes: Int {
         var elements = [input, h0, a0, features, dFeatures, logits, dLogits, col, tmp, gradA, gradB, t1, t2].reduce(0) { $0 + $1.count }
         for b in blocks {
-            elements += [b.h1, b.a1, b.h2, b.a2, b.h3, b.y].reduce(0) { $0 + $1.count } + (b.s?.count ?? 0)
+            elements += [b.h1, b.h2, b.a2, b.h3, b.y].reduce(0) { $0 + $1.count } + (b.s?.count ?? 0) + b.storedA1Count
         }
         return elements * MemoryLayout<T>.stride
     }

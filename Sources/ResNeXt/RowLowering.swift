@@ -11,6 +11,8 @@
 /// input row is read once per kernel row and written straight into the three columns it feeds,
 /// 8 floats at a time.
 ///
+/// The im2cols can read a batch norm's output from its input (`NormalizedInput`).
+///
 /// Same values as `Conv2d`'s path, bit for bit: im2col only copies; col2im adds the same terms in
 /// the same order (each phase sum from +0 in kernel order, then into dx), and where that path
 /// has no term this one adds +0, which leaves a sum started from +0 unchanged.
@@ -45,31 +47,42 @@ enum RowLowering {
 
     /// Stride 1, padding 1: column row (c, r, s), image i, pixel (a, b) = x[c, i, a + r - 1, b + s - 1].
     static func im2colSame(x: UnsafePointer<Float>, col: UnsafeMutablePointer<Float>, c: Int, n: Int,
-                           images: Range<Int>, h: Int, w: Int) {
+                           images: Range<Int>, h: Int, w: Int, normalize: NormalizedInput? = nil) {
         let plane = h * w, cols = images.count * plane
         for ci in 0..<c {
             for ni in images {
                 let src = x + (ci * n + ni) * plane
                 let dst = col + ci * 9 * cols + (ni - images.lowerBound) * plane
-                for a in 0..<h {
-                    for r in 0..<3 {
-                        let d0 = dst + r * 3 * cols + a * w, d1 = d0 + cols, d2 = d1 + cols
-                        let ih = a + r - 1
-                        if ih < 0 || ih >= h {
-                            zero(d0, w); zero(d1, w); zero(d2, w)
-                            continue
-                        }
-                        let line = src + ih * w
-                        store8(shiftedIn(load8(line)), d0)
-                        var j = 8
-                        while j < w { store8(load8(line + j - 1), d0 + j); j &+= 8 }
-                        j = 0
-                        while j < w { store8(load8(line + j), d1 + j); j &+= 8 }
-                        j = 0
-                        while j < w - 8 { store8(load8(line + j + 1), d2 + j); j &+= 8 }
-                        store8(shiftedOut(load8(line + w - 8)), d2 + w - 8)
-                    }
+                if let f = normalize?.factors(ci, ni) {
+                    sameRows(src, dst, cols: cols, h: h, w: w) { NormalizedInput.apply(load8($0), f) }
+                } else {
+                    sameRows(src, dst, cols: cols, h: h, w: w) { load8($0) }
                 }
+            }
+        }
+    }
+
+    /// One plane's rows of `im2colSame`, each 8 floats read through `load`.
+    @inline(__always)
+    static func sameRows(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, cols: Int, h: Int, w: Int,
+                         load: (UnsafePointer<Float>) -> SIMD8<Float>) {
+        for a in 0..<h {
+            for r in 0..<3 {
+                let d0 = dst + r * 3 * cols + a * w, d1 = d0 + cols, d2 = d1 + cols
+                let ih = a + r - 1
+                if ih < 0 || ih >= h {
+                    zero(d0, w); zero(d1, w); zero(d2, w)
+                    continue
+                }
+                let line = src + ih * w
+                store8(shiftedIn(load(line)), d0)
+                var j = 8
+                while j < w { store8(load(line + j - 1), d0 + j); j &+= 8 }
+                j = 0
+                while j < w { store8(load(line + j), d1 + j); j &+= 8 }
+                j = 0
+                while j < w - 8 { store8(load(line + j + 1), d2 + j); j &+= 8 }
+                store8(shiftedOut(load(line + w - 8)), d2 + w - 8)
             }
         }
     }
@@ -78,30 +91,41 @@ enum RowLowering {
     /// x[c, i, 2a + r - 1, 2b + s - 1]. Kernel column 1 reads the even columns of an input row,
     /// column 2 the odd ones, and column 0 the odd ones shifted by one.
     static func im2colStride2(x: UnsafePointer<Float>, col: UnsafeMutablePointer<Float>, c: Int, n: Int,
-                              images: Range<Int>, h: Int, w: Int) {
+                              images: Range<Int>, h: Int, w: Int, normalize: NormalizedInput? = nil) {
         let p = h / 2, q = w / 2, quarter = p * q, cols = images.count * quarter
         for ci in 0..<c {
             for ni in images {
                 let src = x + (ci * n + ni) * h * w
                 let dst = col + ci * 9 * cols + (ni - images.lowerBound) * quarter
-                for a in 0..<p {
-                    for r in 0..<3 {
-                        let d0 = dst + r * 3 * cols + a * q, d1 = d0 + cols, d2 = d1 + cols
-                        let ih = 2 * a + r - 1
-                        if ih < 0 {
-                            zero(d0, q); zero(d1, q); zero(d2, q)
-                            continue
-                        }
-                        let line = src + ih * w
-                        var j = 0
-                        while j < q {
-                            let v = load16(line + 2 * j)
-                            store8(v.evenHalf, d1 + j)
-                            store8(v.oddHalf, d2 + j)
-                            store8(j == 0 ? shiftedIn(v.oddHalf) : load16(line + 2 * j - 2).oddHalf, d0 + j)
-                            j &+= 8
-                        }
-                    }
+                if let f = normalize?.factors(ci, ni) {
+                    stride2Rows(src, dst, cols: cols, p: p, q: q, w: w) { NormalizedInput.apply(load16($0), f) }
+                } else {
+                    stride2Rows(src, dst, cols: cols, p: p, q: q, w: w) { load16($0) }
+                }
+            }
+        }
+    }
+
+    /// One plane's output rows of `im2colStride2`, each 16 floats read through `load`.
+    @inline(__always)
+    static func stride2Rows(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, cols: Int, p: Int, q: Int, w: Int,
+                            load: (UnsafePointer<Float>) -> SIMD16<Float>) {
+        for a in 0..<p {
+            for r in 0..<3 {
+                let d0 = dst + r * 3 * cols + a * q, d1 = d0 + cols, d2 = d1 + cols
+                let ih = 2 * a + r - 1
+                if ih < 0 {
+                    zero(d0, q); zero(d1, q); zero(d2, q)
+                    continue
+                }
+                let line = src + ih * w
+                var j = 0
+                while j < q {
+                    let v = load(line + 2 * j)
+                    store8(v.evenHalf, d1 + j)
+                    store8(v.oddHalf, d2 + j)
+                    store8(j == 0 ? shiftedIn(v.oddHalf) : load(line + 2 * j - 2).oddHalf, d0 + j)
+                    j &+= 8
                 }
             }
         }
