@@ -51,6 +51,42 @@ enum HugePages {
 
 /// A switch that is on unless the environment variable `name` is "0" (the `RESNEXT_*` switches
 /// that turn an optimisation off, to compare).
+/// The engine's off-switches: each is read from its environment variable at start (on unless
+/// set to 0) and can be set while running. `resnext-ddp bench --alternate` flips one between
+/// steps, to compare two paths in one process.
+public enum EngineSwitch: String, CaseIterable, Sendable {
+    case direct3x3 = "direct3x3", pointwise = "pointwise", rowLowering = "row-lowering", bnOnRead = "bn-on-read"
+
+    public var environmentVariable: String {
+        switch self {
+        case .direct3x3: "RESNEXT_DIRECT3X3"
+        case .pointwise: "RESNEXT_POINTWISE"
+        case .rowLowering: "RESNEXT_ROW_LOWERING"
+        case .bnOnRead: "RESNEXT_BN_ON_READ"
+        }
+    }
+
+    /// Whether the path is on now; setting it applies from the next call into the engine.
+    public var isOn: Bool {
+        get {
+            switch self {
+            case .direct3x3: Direct3x3.enabled
+            case .pointwise: Pointwise.enabled
+            case .rowLowering: RowLowering.enabled
+            case .bnOnRead: NormalizedInput.enabled
+            }
+        }
+        nonmutating set {
+            switch self {
+            case .direct3x3: Direct3x3.enabled = newValue
+            case .pointwise: Pointwise.enabled = newValue
+            case .rowLowering: RowLowering.enabled = newValue
+            case .bnOnRead: NormalizedInput.enabled = newValue
+            }
+        }
+    }
+}
+
 func environmentSwitch(_ name: String) -> Bool {
     guard let v = getenv(name) else { return true }
     return String(cString: v) != "0"

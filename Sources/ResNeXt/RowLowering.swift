@@ -18,7 +18,7 @@
 /// has no term this one adds +0, which leaves a sum started from +0 unchanged.
 enum RowLowering {
     /// On unless `RESNEXT_ROW_LOWERING=0` (to compare).
-    static let enabled = environmentSwitch("RESNEXT_ROW_LOWERING")
+    nonisolated(unsafe) static var enabled = environmentSwitch("RESNEXT_ROW_LOWERING")
 
     // `Conv2d.usesRowLowering` says where these apply: rows (stride 1) or output rows (stride 2)
     // a whole number of 8-float blocks.

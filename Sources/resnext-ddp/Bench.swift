@@ -29,6 +29,8 @@ struct Bench: ParsableCommand {
     var profile = false
     @Flag(help: "Then time each distinct grouped 3x3 convolution of the model, forward and backward, three ways: im2col + GEMM, the default (the direct kernel where it applies), and direct including the weight gradient; then every distinct convolution on the default path, and their sum per step against SGEMM (the ceiling the convolutions put on the step). One process only.")
     var layers = false
+    @Option(help: ArgumentHelp("Time the steps with one of the engine's paths off and on in turn (off, on, on, off, off, ...; --steps each, after a warm-up step of each), in the same process, so that the machine's drift falls on both; print each setting's median.", valueName: EngineSwitch.allCases.map(\.rawValue).joined(separator: "|")))
+    var alternate: EngineSwitch?
 
     func validate() throws {
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
@@ -70,10 +72,17 @@ struct Bench: ParsableCommand {
         let reducer = GradientReducer(comm: comm, store: net.store, bucketFloats: GradientReducer.floats(mebibytes: bucketMB),
                                       simulatedBytesPerSecond: simulateNetwork.map { $0 * 1e9 })
         var times: [Double] = [], communication: [Double] = []
+        // with --alternate: the setting of each step (warm-ups off, on; then off, on, on, off, ...)
+        let warmUps = alternate == nil ? 1 : 2
+        let setting = { (i: Int) -> Bool in i < 2 ? i == 1 : ((i - 2) / 2 + (i - 2)) % 2 == 1 }
+        var bySetting: [[Double]] = [[], []]
+        let initially = alternate?.isOn
+        defer { if let alternate, let initially { alternate.isOn = initially } }
         images.withUnsafeBufferPointer { img in
             labels.withUnsafeBufferPointer { lab in
-                for i in 0...steps {
-                    if i == 1 {
+                for i in 0..<(warmUps + (alternate == nil ? steps : 2 * steps)) {
+                    alternate?.isOn = setting(i)
+                    if i == warmUps {
                         Profile.reset()
                         // --layers also times each convolution within the steps
                         for (conv, _, _) in net.convolutionInputs { conv.profiledSeconds = 0 }
@@ -85,7 +94,8 @@ struct Bench: ParsableCommand {
                                                  globalBatch: batchSize, bnGroup: bnGroup, optimizer: sgd, reducer: reducer,
                                                  timeAllreduce: true)
                     let t = Profile.now() - t0
-                    if i > 0 { times.append(t); communication.append(step.allreduceSeconds) }
+                    if i >= warmUps { times.append(t); communication.append(step.allreduceSeconds) }
+                    if i >= warmUps, alternate != nil { bySetting[setting(i) ? 1 : 0].append(t) }
                 }
             }
         }
@@ -97,6 +107,9 @@ struct Bench: ParsableCommand {
         comm.allreduceSum(&sgemm)
         let sgemmMedian = sgemm.sorted()[comm.size / 2]
         let median = times.sorted()[times.count / 2]
+        // with --alternate, each setting's steps
+        let (offSorted, onSorted) = (bySetting[0].sorted(), bySetting[1].sorted())
+        let offMedian = offSorted.isEmpty ? 0 : offSorted[offSorted.count / 2], onMedian = onSorted.isEmpty ? 0 : onSorted[onSorted.count / 2]
         let commMedian = communication.sorted()[communication.count / 2]
         let imagesPerSecond = Double(batchSize) / median
         let gflops = 6 * Double(net.macsPerImage) * imagesPerSecond / 1e9
@@ -106,18 +119,25 @@ struct Bench: ParsableCommand {
         guard comm.isRoot else { return }
         let peak = peaks.max() ?? 0
         if json {
-            print("{\"model\":\"\(config)\",\"processes\":\(comm.size),\"batch\":\(batchSize),\"per_process_batch\":\(perRank),\"bn_group\":\(bnGroup),\"threads\":\(threads),\"steps\":\(steps),\"images_per_s\":\(String(format: "%.2f", imagesPerSecond)),\"ms_per_step\":\(String(format: "%.1f", median * 1000)),\"allreduce_ms\":\(String(format: "%.2f", commMedian * 1000)),\"bucket_mb\":\(bucketMB),\"buckets\":\(reducer.buckets),\"simulated_gbps\":\(simulateNetwork.map { "\($0)" } ?? "null"),\"gflops\":\(String(format: "%.1f", gflops)),\"sgemm_gflops_per_process\":\(String(format: "%.1f", sgemmMedian)),\"step_share_of_sgemm\":\(String(format: "%.3f", gflops / Double(comm.size) / sgemmMedian)),\"peak_mib_per_process\":\(String(format: "%.0f", peak))}")
+            print("{\"model\":\"\(config)\",\"processes\":\(comm.size),\"batch\":\(batchSize),\"per_process_batch\":\(perRank),\"bn_group\":\(bnGroup),\"threads\":\(threads),\"steps\":\(steps),\"images_per_s\":\(String(format: "%.2f", imagesPerSecond)),\"ms_per_step\":\(String(format: "%.1f", median * 1000)),\"allreduce_ms\":\(String(format: "%.2f", commMedian * 1000)),\"bucket_mb\":\(bucketMB),\"buckets\":\(reducer.buckets),\"simulated_gbps\":\(simulateNetwork.map { "\($0)" } ?? "null"),\"gflops\":\(String(format: "%.1f", gflops)),\"sgemm_gflops_per_process\":\(String(format: "%.1f", sgemmMedian)),\"step_share_of_sgemm\":\(String(format: "%.3f", gflops / Double(comm.size) / sgemmMedian)),\"peak_mib_per_process\":\(String(format: "%.0f", peak))\(alternate.map { ",\"alternate\":\"\($0.rawValue)\",\"ms_per_step_off\":\(String(format: "%.1f", offMedian * 1000)),\"ms_per_step_on\":\(String(format: "%.1f", onMedian * 1000))" } ?? "")}")
         } else {
             print("\(config), \(comm.size) process(es) x \(perRank) images = batch \(batchSize), BN group \(bnGroup), \(threads) thread(s) each, \(net.store.parameterCount) parameters, \(String(format: "%.3f", Double(net.macsPerImage) / 1e9)) GMAC/image")
             print(String(format: "median of %d steps: %.1f ms/step (waiting for allreduce %.2f ms), %.2f images/s, %.1f GFLOP/s effective, peak memory %.0f MiB per process",
-                         steps, median * 1000, commMedian * 1000, imagesPerSecond, gflops, peak))
+                         times.count, median * 1000, commMedian * 1000, imagesPerSecond, gflops, peak))
             print(String(format: "SGEMM 1024x1024x1024 in the same run: %.1f GFLOP/s per process; the step runs at %.0f %% of it",
                          sgemmMedian, 100 * gflops / Double(comm.size) / sgemmMedian))
         }
-        if profile { print(Self.profileTable(steps: steps, total: times.reduce(0, +))) }
-        if layers { print(Self.layerTable(net, n: perRank, repeats: max(steps, 3), seed: seed, sgemm: sgemmMedian, steps: steps)) }
+        if let alternate, !json {
+            print(String(format: "--alternate %@ (%@=0 and 1), %d steps each in the same run: off %.1f ms/step (%.1f-%.1f), on %.1f ms/step (%.1f-%.1f); on/off %.3f",
+                         alternate.rawValue, alternate.environmentVariable, steps, offMedian * 1000, offSorted[0] * 1000,
+                         offSorted.last! * 1000, onMedian * 1000, onSorted[0] * 1000, onSorted.last! * 1000, onMedian / offMedian))
+        }
+        if profile { print(Self.profileTable(steps: times.count, total: times.reduce(0, +))) }
+        if layers { print(Self.layerTable(net, n: perRank, repeats: max(steps, 3), seed: seed, sgemm: sgemmMedian, steps: times.count)) }
     }
 }
+
+extension EngineSwitch: ExpressibleByArgument {}
 
 extension Bench {
     /// GFLOP/s of a 1024 x 1024 x 1024 SGEMM with the current OpenBLAS threads (median of 5).

@@ -187,6 +187,31 @@ func worstDifference(_ a: String, _ b: String) throws -> (Double, String) {
         #expect(r.stdout.contains("| waiting for the slower rank (bench's barrier before the allreduce) |"), "\(r.stdout)")
     }
 
+    /// `bench --alternate` times each setting of a switch in the same run: the line names both
+    /// medians, each within its steps' range, and their ratio; the JSON carries both medians and
+    /// stays one object.
+    @Test func benchAlternates() throws {
+        let args = ["bench"] + Self.tiny + ["--batch-size", "8", "--bn-group", "4", "--steps", "3", "--alternate", "bn-on-read"]
+        let r = try CLI.run(args)
+        #expect(r.status == 0, "\(r.output)")
+        #expect(r.stdout.contains("median of 6 steps: "), "\(r.stdout)")
+        let line = r.stdout.split(separator: "\n").first { $0.hasPrefix("--alternate bn-on-read (RESNEXT_BN_ON_READ=0 and 1), 3 steps each in the same run: off ") }
+        // off M ms/step (LO-HI), on M ms/step (LO-HI); on/off R
+        let numbers = line.map { $0.split(whereSeparator: { " (),;-".contains($0) }).compactMap { Double($0) } } ?? []
+        // 1 (of "0 and 1"), 3 (steps), then the seven figures
+        #expect(numbers.count == 9, "\(r.stdout)")
+        if numbers.count == 9 {
+            let (off, offLo, offHi, on, onLo, onHi, ratio) = (numbers[2], numbers[3], numbers[4], numbers[5], numbers[6], numbers[7], numbers[8])
+            #expect(off > 0 && offLo <= off && off <= offHi && onLo <= on && on <= onHi, "\(line!)")
+            // the medians are printed to 0.1 ms, the ratio to 0.001
+            let rounding = on / off * (0.05 / on + 0.05 / off) + 0.0005
+            #expect(abs(ratio - on / off) <= rounding, "\(line!)")
+        }
+        let json = try CLI.run(args + ["--json"])
+        #expect(json.status == 0 && json.stdout.contains("\"alternate\":\"bn-on-read\",\"ms_per_step_off\":"), "\(json.output)")
+        #expect(!json.stdout.contains("--alternate"), "one JSON object only: \(json.stdout)")
+    }
+
     /// `bench --layers` times each distinct grouped 3x3 convolution three ways (depth 11: one per
     /// stage, 3 shapes), in one process; under mpirun it refuses in one line.
     @Test func benchLayers() throws {
