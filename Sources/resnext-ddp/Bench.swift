@@ -110,6 +110,12 @@ struct Bench: ParsableCommand {
         // with --alternate, each setting's steps
         let (offSorted, onSorted) = (bySetting[0].sorted(), bySetting[1].sorted())
         let offMedian = offSorted.isEmpty ? 0 : offSorted[offSorted.count / 2], onMedian = onSorted.isEmpty ? 0 : onSorted[onSorted.count / 2]
+        // each adjacent pair of timed steps (off, on / on, off) holds one of each: their ratios
+        // follow the machine's drift less than the ratio of the two medians does
+        let pairRatios = alternate == nil ? [] : stride(from: 0, to: times.count - 1, by: 2).map { j in
+            setting(warmUps + j) ? times[j] / times[j + 1] : times[j + 1] / times[j]
+        }.sorted()
+        let pairMedian = pairRatios.isEmpty ? 0 : pairRatios[pairRatios.count / 2]
         let commMedian = communication.sorted()[communication.count / 2]
         let imagesPerSecond = Double(batchSize) / median
         let gflops = 6 * Double(net.macsPerImage) * imagesPerSecond / 1e9
@@ -119,7 +125,7 @@ struct Bench: ParsableCommand {
         guard comm.isRoot else { return }
         let peak = peaks.max() ?? 0
         if json {
-            print("{\"model\":\"\(config)\",\"processes\":\(comm.size),\"batch\":\(batchSize),\"per_process_batch\":\(perRank),\"bn_group\":\(bnGroup),\"threads\":\(threads),\"steps\":\(steps),\"images_per_s\":\(String(format: "%.2f", imagesPerSecond)),\"ms_per_step\":\(String(format: "%.1f", median * 1000)),\"allreduce_ms\":\(String(format: "%.2f", commMedian * 1000)),\"bucket_mb\":\(bucketMB),\"buckets\":\(reducer.buckets),\"simulated_gbps\":\(simulateNetwork.map { "\($0)" } ?? "null"),\"gflops\":\(String(format: "%.1f", gflops)),\"sgemm_gflops_per_process\":\(String(format: "%.1f", sgemmMedian)),\"step_share_of_sgemm\":\(String(format: "%.3f", gflops / Double(comm.size) / sgemmMedian)),\"peak_mib_per_process\":\(String(format: "%.0f", peak))\(alternate.map { ",\"alternate\":\"\($0.rawValue)\",\"ms_per_step_off\":\(String(format: "%.1f", offMedian * 1000)),\"ms_per_step_on\":\(String(format: "%.1f", onMedian * 1000))" } ?? "")}")
+            print("{\"model\":\"\(config)\",\"processes\":\(comm.size),\"batch\":\(batchSize),\"per_process_batch\":\(perRank),\"bn_group\":\(bnGroup),\"threads\":\(threads),\"steps\":\(steps),\"images_per_s\":\(String(format: "%.2f", imagesPerSecond)),\"ms_per_step\":\(String(format: "%.1f", median * 1000)),\"allreduce_ms\":\(String(format: "%.2f", commMedian * 1000)),\"bucket_mb\":\(bucketMB),\"buckets\":\(reducer.buckets),\"simulated_gbps\":\(simulateNetwork.map { "\($0)" } ?? "null"),\"gflops\":\(String(format: "%.1f", gflops)),\"sgemm_gflops_per_process\":\(String(format: "%.1f", sgemmMedian)),\"step_share_of_sgemm\":\(String(format: "%.3f", gflops / Double(comm.size) / sgemmMedian)),\"peak_mib_per_process\":\(String(format: "%.0f", peak))\(alternate.map { ",\"alternate\":\"\($0.rawValue)\",\"ms_per_step_off\":\(String(format: "%.1f", offMedian * 1000)),\"ms_per_step_on\":\(String(format: "%.1f", onMedian * 1000)),\"on_off_pair_median\":\(String(format: "%.3f", pairMedian))" } ?? "")}")
         } else {
             print("\(config), \(comm.size) process(es) x \(perRank) images = batch \(batchSize), BN group \(bnGroup), \(threads) thread(s) each, \(net.store.parameterCount) parameters, \(String(format: "%.3f", Double(net.macsPerImage) / 1e9)) GMAC/image")
             print(String(format: "median of %d steps: %.1f ms/step (waiting for allreduce %.2f ms), %.2f images/s, %.1f GFLOP/s effective, peak memory %.0f MiB per process",
@@ -128,9 +134,10 @@ struct Bench: ParsableCommand {
                          sgemmMedian, 100 * gflops / Double(comm.size) / sgemmMedian))
         }
         if let alternate, !json {
-            print(String(format: "--alternate %@ (%@=0 and 1), %d steps each in the same run: off %.1f ms/step (%.1f-%.1f), on %.1f ms/step (%.1f-%.1f); on/off %.3f",
+            print(String(format: "--alternate %@ (%@=0 and 1), %d steps each in the same run: off %.1f ms/step (%.1f-%.1f), on %.1f ms/step (%.1f-%.1f); on/off %.3f; on/off of the %d adjacent pairs: median %.3f (%.3f-%.3f)",
                          alternate.rawValue, alternate.environmentVariable, steps, offMedian * 1000, offSorted[0] * 1000,
-                         offSorted.last! * 1000, onMedian * 1000, onSorted[0] * 1000, onSorted.last! * 1000, onMedian / offMedian))
+                         offSorted.last! * 1000, onMedian * 1000, onSorted[0] * 1000, onSorted.last! * 1000, onMedian / offMedian,
+                         pairRatios.count, pairMedian, pairRatios[0], pairRatios.last!))
         }
         if profile { print(Self.profileTable(steps: times.count, total: times.reduce(0, +))) }
         if layers { print(Self.layerTable(net, n: perRank, repeats: max(steps, 3), seed: seed, sgemm: sgemmMedian, steps: times.count)) }

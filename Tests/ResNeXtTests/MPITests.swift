@@ -196,19 +196,24 @@ func worstDifference(_ a: String, _ b: String) throws -> (Double, String) {
         #expect(r.status == 0, "\(r.output)")
         #expect(r.stdout.contains("median of 6 steps: "), "\(r.stdout)")
         let line = r.stdout.split(separator: "\n").first { $0.hasPrefix("--alternate bn-on-read (RESNEXT_BN_ON_READ=0 and 1), 3 steps each in the same run: off ") }
-        // off M ms/step (LO-HI), on M ms/step (LO-HI); on/off R
+        // off M ms/step (LO-HI), on M ms/step (LO-HI); on/off R; on/off of the P adjacent pairs: median M (LO-HI)
         let numbers = line.map { $0.split(whereSeparator: { " (),;-".contains($0) }).compactMap { Double($0) } } ?? []
-        // 1 (of "0 and 1"), 3 (steps), then the seven figures
-        #expect(numbers.count == 9, "\(r.stdout)")
-        if numbers.count == 9 {
+        // 1 (of "0 and 1"), 3 (steps), then the seven figures, then the pairs (3 steps each: 3 pairs)
+        #expect(numbers.count == 13, "\(r.stdout)")
+        if numbers.count == 13 {
             let (off, offLo, offHi, on, onLo, onHi, ratio) = (numbers[2], numbers[3], numbers[4], numbers[5], numbers[6], numbers[7], numbers[8])
             #expect(off > 0 && offLo <= off && off <= offHi && onLo <= on && on <= onHi, "\(line!)")
+            let (pairs, pairMedian, pairLo, pairHi) = (numbers[9], numbers[10], numbers[11], numbers[12])
+            #expect(pairs == 3 && pairLo <= pairMedian && pairMedian <= pairHi && pairLo > 0, "\(line!)")
+            // every pair's ratio lies within what the two settings' ranges allow (printed to 0.1 ms)
+            #expect(pairLo >= (onLo - 0.05) / (offHi + 0.05) - 0.0005 && pairHi <= (onHi + 0.05) / (offLo - 0.05) + 0.0005, "\(line!)")
             // the medians are printed to 0.1 ms, the ratio to 0.001
             let rounding = on / off * (0.05 / on + 0.05 / off) + 0.0005
             #expect(abs(ratio - on / off) <= rounding, "\(line!)")
         }
         let json = try CLI.run(args + ["--json"])
         #expect(json.status == 0 && json.stdout.contains("\"alternate\":\"bn-on-read\",\"ms_per_step_off\":"), "\(json.output)")
+        #expect(json.stdout.contains("\"on_off_pair_median\":"), "\(json.output)")
         #expect(!json.stdout.contains("--alternate"), "one JSON object only: \(json.stdout)")
     }
 
