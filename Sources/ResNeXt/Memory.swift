@@ -49,8 +49,6 @@ enum HugePages {
     static let enabled = environmentSwitch("RESNEXT_HUGEPAGES")
 }
 
-/// A switch that is on unless the environment variable `name` is "0" (the `RESNEXT_*` switches
-/// that turn an optimisation off, to compare).
 /// The engine's off-switches: each is read from its environment variable at start (on unless
 /// set to 0) and can be set while running. `resnext-ddp bench --alternate` flips one between
 /// steps, to compare two paths in one process.
@@ -87,6 +85,8 @@ public enum EngineSwitch: String, CaseIterable, Sendable {
     }
 }
 
+/// A switch that is on unless the environment variable `name` is "0" (the `RESNEXT_*` switches
+/// that turn an optimisation off, to compare).
 func environmentSwitch(_ name: String) -> Bool {
     guard let v = getenv(name) else { return true }
     return String(cString: v) != "0"

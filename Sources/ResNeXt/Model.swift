@@ -139,26 +139,32 @@ final class Bottleneck<T: EngineScalar> {
         }
     }
 
+    /// What conv2 reads as the last forward chose (`bn1Read`): h1 through bn1's factors (for n
+    /// images in BN groups of `group`, nil in evaluation), or bn1's stored output.
+    private func conv2Input(n: Int, group: Int?) -> (x: UnsafePointer<T>, normalize: NormalizedInput?) {
+        bn1Read ? (UnsafePointer(h1.base), bn1.normalizedInput(n: n, group: group)) : (UnsafePointer(a1.base), nil)
+    }
+
     /// x (inChannels, N, h, w) -> self.y (outChannels, N, p, q). `tmp` holds one activation.
     /// bn3 also does the residual add and the block's ReLU, in its output pass.
     func forward(x: UnsafePointer<T>, n: Int, mode: ForwardMode, col: UnsafeMutablePointer<T>,
                  tmp: UnsafeMutablePointer<T>) {
         conv1.forward(x: x, y: h1.base, n: n, h: h, w: w, col: col)
         bn1Read = (readsBN1 ?? NormalizedInput.enabled) && conv2.readsNormalizedInput(h: h, w: w)
+        var group: Int? = nil
         if bn1Read {
             // bn1's output is never stored: conv2 reads it from h1 as it copies its input
-            var group: Int? = nil
             Profile.measure(.batchNorm) {
                 switch mode {
                 case .training(let g): bn1.statisticsTraining(x: h1.base, n: n, hw: h * w, group: g); group = g
                 case .inference: bn1.prepareInference()
                 }
             }
-            conv2.forward(x: h1.base, y: h2.base, n: n, h: h, w: w, col: col, normalize: bn1.normalizedInput(n: n, group: group))
         } else {
             norm(bn1, h1.base, a1.base, n: n, hw: h * w, mode: mode, relu: true)
-            conv2.forward(x: a1.base, y: h2.base, n: n, h: h, w: w, col: col)
         }
+        let input = conv2Input(n: n, group: group)
+        conv2.forward(x: input.x, y: h2.base, n: n, h: h, w: w, col: col, normalize: input.normalize)
         norm(bn2, h2.base, a2.base, n: n, hw: p * q, mode: mode, relu: true)
         conv3.forward(x: a2.base, y: h3.base, n: n, h: p, w: q, col: col)
         var shortcut = x
@@ -189,11 +195,8 @@ final class Bottleneck<T: EngineScalar> {
         }
         conv3.backward(x: a2.base, dy: t1, dx: t2, n: n, h: p, w: q, col: col)
         Profile.measure(.batchNorm) { bn2.backward(x: h2.base, dy: t2, dx: t2, n: n, hw: p * q, group: group, relu: true) }
-        if bn1Read {
-            conv2.backward(x: h1.base, dy: t2, dx: t1, n: n, h: h, w: w, col: col, normalize: bn1.normalizedInput(n: n, group: group))
-        } else {
-            conv2.backward(x: a1.base, dy: t2, dx: t1, n: n, h: h, w: w, col: col)
-        }
+        let input = conv2Input(n: n, group: group)
+        conv2.backward(x: input.x, dy: t2, dx: t1, n: n, h: h, w: w, col: col, normalize: input.normalize)
         Profile.measure(.batchNorm) { bn1.backward(x: h1.base, dy: t1, dx: t1, n: n, hw: h * w, group: group, relu: true) }
         conv1.backward(x: x, dy: t1, dx: dx, accumulate: true, n: n, h: h, w: w, col: col)
     }
