@@ -45,3 +45,21 @@ public func setBLASThreads(_ n: Int) {
     blasThreads = n
     openblas_set_num_threads(Int32(n))
 }
+
+/// The kernel family OpenBLAS chose for this processor ("Haswell", "Zen", "SkylakeX", ...;
+/// `OPENBLAS_CORETYPE` overrides it).
+public var blasCoreName: String {
+    openblas_get_corename().map { String(cString: $0) } ?? "unknown"
+}
+
+/// Whether OpenBLAS runs 512-bit kernels here: on such a processor its products can beat the
+/// engine's own 256-bit kernels (`ConvolutionTuner`, docs/performance.md).
+public var blasUsesAVX512: Bool {
+    ["SkylakeX", "Cooperlake", "SapphireRapids"].contains(blasCoreName)
+}
+
+/// The start-up line of `train` and `bench` where OpenBLAS runs 512-bit kernels and the
+/// convolution paths are not tuned; nil elsewhere.
+public var untunedAVX512Hint: String? {
+    blasUsesAVX512 ? "OpenBLAS runs AVX-512 kernels here (\(blasCoreName)), which can beat the engine's own 256-bit ones: --tune-convolutions times both and keeps the faster (docs/performance.md)" : nil
+}

@@ -4,14 +4,17 @@ import ResNeXt
 /// A training checkpoint: one safetensors file holding the whole `state_dict` (PyTorch names,
 /// so it also loads as a model), the momentum buffer of every parameter
 /// (`optimizer.momentum.<name>`), and in its metadata the number of completed steps and the
-/// run's settings. The data order, augmentation and learning rate are functions of
+/// run's settings, and the convolution paths where they were tuned. The data order, augmentation and learning rate are functions of
 /// (seed, epoch, step), so this is everything a bit-exact resume needs.
 public enum Checkpoint {
     public static let fileName = "checkpoint.safetensors"
     public static let format = "resnext-ddp-checkpoint-1"
     public static let momentumPrefix = "optimizer.momentum."
+    /// Metadata key of `ResNeXt.convolutionPaths`, present when the run tuned them.
+    public static let pathsKey = "convolution_paths"
 
-    public static func save(_ net: ResNeXt<Float>, step: Int, settings: TrainSettings, to path: String) throws {
+    public static func save(_ net: ResNeXt<Float>, step: Int, settings: TrainSettings, tunedPaths: Bool = false,
+                            to path: String) throws {
         var tensors = net.stateDictTensors()
         let store = net.store
         for e in store.entries where e.kind == .parameter {
@@ -23,6 +26,7 @@ public enum Checkpoint {
         metadata["step"] = "\(step)"
         metadata["settings"] = settings.json()
         metadata["version"] = resnextDDPVersion
+        if tunedPaths { metadata[pathsKey] = net.convolutionPaths }
         try SafeTensorsFile.write(tensors, metadata: metadata, to: path)
     }
 
@@ -35,15 +39,19 @@ public enum Checkpoint {
         return path
     }
 
-    /// Restores weights, BN statistics, counters and momentum; returns the completed step count.
+    /// Restores weights, BN statistics, counters and momentum; returns the completed step count,
+    /// the settings and the tuned convolution paths (nil where the run did not tune them).
     /// A checkpoint of another model shape is refused before anything is touched.
-    public static func load(_ path: String, into net: ResNeXt<Float>) throws -> (step: Int, settings: TrainSettings?) {
+    public static func load(_ path: String, into net: ResNeXt<Float>) throws -> (step: Int, settings: TrainSettings?, paths: String?) {
         let file = try SafeTensorsFile(path: path)
         guard file.metadata["checkpoint"] == format, let step = file.metadata["step"].flatMap(Int.init) else {
             throw ResNeXtError("--resume \(path): not a resnext-ddp checkpoint (no step in its metadata); use --init to start from a model file")
         }
         if let recorded = ResNeXt<Float>.recordedConfig(file), recorded != net.config {
             throw ResNeXtError("--resume \(path): the checkpoint is \(recorded), but this run builds \(net.config); resume with --depth \(recorded.depth) --cardinality \(recorded.cardinality) --base-channels \(recorded.baseChannels)")
+        }
+        if let paths = file.metadata[pathsKey] {
+            do { try net.setConvolutionPaths(paths) } catch { throw ResNeXtError("--resume \(path): \(error)") }
         }
         try net.loadStateDict(file, prefix: "", strict: false)
         for e in net.store.entries where e.kind == .parameter {
@@ -54,7 +62,7 @@ public enum Checkpoint {
             (net.store.momentum.base + e.offset).update(from: values, count: e.count)
         }
         let settings = file.metadata["settings"].flatMap { try? TrainSettings.decode(json: $0) }
-        return (step, settings)
+        return (step, settings, file.metadata[pathsKey])
     }
 }
 

@@ -33,6 +33,9 @@ public struct TrainSettings: Codable, Equatable, Sendable {
     /// Gradient allreduce bucket in MiB (nil: `defaultBucketMebibytes`); 0: one allreduce after
     /// the backward pass. Optional so that checkpoints written before it existed still load.
     public var bucketMB: Double? = nil
+    /// Time each convolution's paths before the first step and keep the fastest
+    /// (`ConvolutionTuner`); optional so that older checkpoints still load.
+    public var tuneConvolutions: Bool? = nil
 
     /// PyTorch DDP's default `bucket_cap_mb`.
     public static let defaultBucketMebibytes = 25.0

@@ -12,6 +12,9 @@ public final class Trainer {
     let say: (String) -> Void
 
     public private(set) var net: ResNeXt<Float>!
+    /// Whether this run's convolution paths were tuned (or taken from its checkpoint), which
+    /// config.json and the checkpoints then record.
+    var tunedPaths = false
 
     /// `say` prints a line; it is called on rank 0 only.
     public init(settings: TrainSettings, comm: Communicator, say: @escaping (String) -> Void) {
@@ -29,6 +32,8 @@ public final class Trainer {
         let perRank: Int
         let net: ResNeXt<Float>
         let step: Int
+        /// The convolution paths a resumed checkpoint recorded (nil: it did not tune them).
+        let paths: String?
     }
 
     /// Settings, data, model, initial state: on every rank, agreed (a failure anywhere stops all).
@@ -47,10 +52,10 @@ public final class Trainer {
         }
         let perRank = s.batchSize / processes
         let net = try ResNeXt<Float>(s.model, maxBatch: perRank)
-        var step = 0
+        var step = 0, paths: String? = nil
         if let resume = s.resumePath {
             let path = Checkpoint.resolve(resume)
-            (step, _) = try Checkpoint.load(path, into: net)
+            (step, _, paths) = try Checkpoint.load(path, into: net)
             log("resuming from \(path) at step \(step)")
         } else if let initPath = s.initPath {
             let file = try SafeTensorsFile(path: initPath)
@@ -60,7 +65,7 @@ public final class Trainer {
             net.initialize(seed: s.seed)
         }
         if comm.isRoot { try FileManager.default.createDirectory(atPath: s.outdir, withIntermediateDirectories: true) }
-        return Setup(data: data, order: order, perRank: perRank, net: net, step: step)
+        return Setup(data: data, order: order, perRank: perRank, net: net, step: step, paths: paths)
     }
 
     public func run() throws {
@@ -71,6 +76,18 @@ public final class Trainer {
         var step = setup.step
         self.net = net
         broadcastState(net)
+        // a resumed run keeps the paths its checkpoint recorded (bit for bit the same steps)
+        if let paths = setup.paths {
+            log("convolution paths from the checkpoint: \(paths.isEmpty ? "the defaults" : paths)")
+        } else if s.tuneConvolutions == true {
+            let t0 = Profile.now()
+            let choices = ConvolutionTuner.tune(net, n: perRank, seed: s.seed, agree: { comm.allreduceSum(&$0) })
+            log(String(format: "--tune-convolutions: %.1f s; the paths kept:", Profile.now() - t0))
+            log(ConvolutionTuner.table(choices, processes: processes))
+        }
+        let tunedPaths = setup.paths != nil || s.tuneConvolutions == true
+        if !tunedPaths, let hint = untunedAVX512Hint { log(hint) }
+        self.tunedPaths = tunedPaths
         let fault = InjectedFault.fromEnvironment()
 
         let stepsPerEpoch = order.batchesPerEpoch
@@ -145,7 +162,7 @@ public final class Trainer {
                                 ("Test/Loss", row.testLoss), ("Test/Accuracy", row.testAccuracy),
                                 ("LR", row.lr), ("images/s", row.imagesPerSecond)], step: row.epoch)
                 board?.flush()
-                try Checkpoint.save(net, step: step, settings: s, to: s.outdir + "/" + Checkpoint.fileName)
+                try Checkpoint.save(net, step: step, settings: s, tunedPaths: tunedPaths, to: s.outdir + "/" + Checkpoint.fileName)
             }
             comm.barrier()
         }
@@ -238,7 +255,7 @@ public final class Trainer {
     func writeConfig(net: ResNeXt<Float>, trainImages: Int, testImages: Int, stepsPerEpoch: Int) throws {
         let s = settings
         let settingsObject = try JSONSerialization.jsonObject(with: Data(s.json().utf8))
-        let object: [String: Any] = [
+        var object: [String: Any] = [
             "settings": settingsObject,
             "effective_lr": s.targetLR,
             "processes": comm.size,
@@ -251,6 +268,7 @@ public final class Trainer {
             "model": "\(s.model)",
             "version": resnextDDPVersion,
         ]
+        if tunedPaths { object["convolution_paths"] = net.convolutionPaths }
         let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
         try writeAtomically([UInt8](data) + [10], to: s.outdir + "/config.json")
     }

@@ -31,6 +31,8 @@ struct Bench: ParsableCommand {
     var layers = false
     @Option(help: ArgumentHelp("Time the steps with one of the engine's paths off and on in turn (off, on, on, off, off, ...; --steps each, after a warm-up step of each), in the same process, so that the machine's drift falls on both; print each setting's median.", valueName: EngineSwitch.allCases.map(\.rawValue).joined(separator: "|")))
     var alternate: EngineSwitch?
+    @Flag(name: .customLong("tune-convolutions"), help: "Before the steps, time each distinct convolution on each of the engine's paths (own kernels or OpenBLAS) and keep the fastest where it beats the default by more than 5 %, as torch.backends.cudnn.benchmark; print the choices. All processes agree on them.")
+    var tuneConvolutions = false
 
     func validate() throws {
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
@@ -40,6 +42,9 @@ struct Bench: ParsableCommand {
             throw ValidationError("--simulate-network must be a positive rate in GB/s (got \(simulateNetwork))")
         }
         do { try ResNeXtConfig.validateBatch(batchSize, bnGroup: bnGroup) } catch { throw ValidationError("\(error)") }
+        if tuneConvolutions && (layers || alternate != nil) {
+            throw ValidationError("--tune-convolutions fixes each layer's path, which --layers and --alternate compare; use one of them")
+        }
         do { try ResNeXtConfig(depth: model.depth, cardinality: model.cardinality, baseChannels: model.baseChannels).validate() }
         catch { throw ValidationError("\(error)") }
     }
@@ -65,6 +70,12 @@ struct Bench: ParsableCommand {
         let net: ResNeXt<Float>
         do { net = try ResNeXt<Float>(config, maxBatch: perRank) } catch { throw ValidationError("\(error)") }
         net.initialize(seed: seed)
+        var tuning: (choices: [ConvolutionTuner.Choice], seconds: Double)? = nil
+        if tuneConvolutions {
+            let t0 = Profile.now()
+            let choices = ConvolutionTuner.tune(net, n: perRank, seed: seed, agree: { comm.allreduceSum(&$0) })
+            tuning = (choices, Profile.now() - t0)
+        }
         var rng = SplitMix64(seed: seed &+ 1 &+ UInt64(comm.rank))
         let images = (0..<(perRank * 3 * 32 * 32)).map { _ in Float(rng.nextNormal()) }
         let labels = (0..<perRank).map { _ in Int32(rng.nextInt(below: 10)) }
@@ -125,13 +136,18 @@ struct Bench: ParsableCommand {
         guard comm.isRoot else { return }
         let peak = peaks.max() ?? 0
         if json {
-            print("{\"model\":\"\(config)\",\"processes\":\(comm.size),\"batch\":\(batchSize),\"per_process_batch\":\(perRank),\"bn_group\":\(bnGroup),\"threads\":\(threads),\"steps\":\(steps),\"images_per_s\":\(String(format: "%.2f", imagesPerSecond)),\"ms_per_step\":\(String(format: "%.1f", median * 1000)),\"allreduce_ms\":\(String(format: "%.2f", commMedian * 1000)),\"bucket_mb\":\(bucketMB),\"buckets\":\(reducer.buckets),\"simulated_gbps\":\(simulateNetwork.map { "\($0)" } ?? "null"),\"gflops\":\(String(format: "%.1f", gflops)),\"sgemm_gflops_per_process\":\(String(format: "%.1f", sgemmMedian)),\"step_share_of_sgemm\":\(String(format: "%.3f", gflops / Double(comm.size) / sgemmMedian)),\"peak_mib_per_process\":\(String(format: "%.0f", peak))\(alternate.map { ",\"alternate\":\"\($0.rawValue)\",\"ms_per_step_off\":\(String(format: "%.1f", offMedian * 1000)),\"ms_per_step_on\":\(String(format: "%.1f", onMedian * 1000)),\"on_off_pair_median\":\(String(format: "%.3f", pairMedian))" } ?? "")}")
+            print("{\"model\":\"\(config)\",\"processes\":\(comm.size),\"batch\":\(batchSize),\"per_process_batch\":\(perRank),\"bn_group\":\(bnGroup),\"threads\":\(threads),\"blas_core\":\"\(blasCoreName)\",\"steps\":\(steps),\"images_per_s\":\(String(format: "%.2f", imagesPerSecond)),\"ms_per_step\":\(String(format: "%.1f", median * 1000)),\"allreduce_ms\":\(String(format: "%.2f", commMedian * 1000)),\"bucket_mb\":\(bucketMB),\"buckets\":\(reducer.buckets),\"simulated_gbps\":\(simulateNetwork.map { "\($0)" } ?? "null"),\"gflops\":\(String(format: "%.1f", gflops)),\"sgemm_gflops_per_process\":\(String(format: "%.1f", sgemmMedian)),\"step_share_of_sgemm\":\(String(format: "%.3f", gflops / Double(comm.size) / sgemmMedian)),\"peak_mib_per_process\":\(String(format: "%.0f", peak))\(tuning.map { ",\"tuned_paths\":\"\(net.convolutionPaths)\",\"tuning_s\":\(String(format: "%.1f", $0.seconds))" } ?? "")\(alternate.map { ",\"alternate\":\"\($0.rawValue)\",\"ms_per_step_off\":\(String(format: "%.1f", offMedian * 1000)),\"ms_per_step_on\":\(String(format: "%.1f", onMedian * 1000)),\"on_off_pair_median\":\(String(format: "%.3f", pairMedian))" } ?? "")}")
         } else {
-            print("\(config), \(comm.size) process(es) x \(perRank) images = batch \(batchSize), BN group \(bnGroup), \(threads) thread(s) each, \(net.store.parameterCount) parameters, \(String(format: "%.3f", Double(net.macsPerImage) / 1e9)) GMAC/image")
+            print("\(config), \(comm.size) process(es) x \(perRank) images = batch \(batchSize), BN group \(bnGroup), \(threads) thread(s) each (OpenBLAS \(blasCoreName)), \(net.store.parameterCount) parameters, \(String(format: "%.3f", Double(net.macsPerImage) / 1e9)) GMAC/image")
             print(String(format: "median of %d steps: %.1f ms/step (waiting for allreduce %.2f ms), %.2f images/s, %.1f GFLOP/s effective, peak memory %.0f MiB per process",
                          times.count, median * 1000, commMedian * 1000, imagesPerSecond, gflops, peak))
             print(String(format: "SGEMM 1024x1024x1024 in the same run: %.1f GFLOP/s per process; the step runs at %.0f %% of it",
                          sgemmMedian, 100 * gflops / Double(comm.size) / sgemmMedian))
+        }
+        if !json && tuning == nil, let hint = untunedAVX512Hint { print(hint) }
+        if let tuning, !json {
+            print(String(format: "--tune-convolutions: %.1f s before the steps; the paths kept:", tuning.seconds))
+            print(ConvolutionTuner.table(tuning.choices, processes: comm.size))
         }
         if let alternate, !json {
             print(String(format: "--alternate %@ (%@=0 and 1), %d steps each in the same run: off %.1f ms/step (%.1f-%.1f), on %.1f ms/step (%.1f-%.1f); on/off %.3f; on/off of the %d adjacent pairs: median %.3f (%.3f-%.3f)",
@@ -172,18 +188,17 @@ extension Bench {
     /// what the same layers took within the `steps` timed steps (`Conv2d.profiledSeconds`), where
     /// their operands are what the layers before them left in cache, not a repetition's own.
     static func layerTable(_ net: ResNeXt<Float>, n: Int, repeats: Int, seed: UInt64, sgemm: Double, steps: Int) -> String {
-        let paths: [(name: String, direct: Bool?, directWeights: Bool?)] = [
-            ("im2col + GEMM", false, nil), ("default", nil, nil), ("direct, weight gradient too", true, true)]
+        let paths: [(name: String, path: ConvolutionPath)] = [
+            ("im2col + GEMM", .openBLAS), ("default", .rules), ("direct, weight gradient too", .directWeights)]
         var lines = ["| layer | C -> K, groups, stride, input, kernel | path | forward ms | backward ms | of which im2col/col2im ms | GFLOP/s |",
                      "|---|---|---|---:|---:|---:|---:|"]
         var rng = SplitMix64(seed: seed &+ 7)
         var seen = Set<[Int]>()
-        let pointwisePaths: [(name: String, direct: Bool?, directWeights: Bool?)] = [("OpenBLAS GEMM", false, nil), ("default", nil, nil)]
+        let pointwisePaths: [(name: String, path: ConvolutionPath)] = [("OpenBLAS GEMM", .openBLAS), ("default", .rules)]
         for (model, h, w) in net.convolutionInputs where (model.kernel == 3 && model.groups > 1) || (model.kernel == 1 && model.stride == 1) {
             guard seen.insert(shapeKey(model, h, w)).inserted else { continue }
             let modelPaths = model.kernel == 1 ? pointwisePaths : paths
-            let times = timeConvolution(model, h: h, w: w, n: n, paths: modelPaths.map { ($0.direct, $0.directWeights) },
-                                        repeats: repeats, rng: &rng)
+            let times = ConvolutionTuner.time(model, h: h, w: w, n: n, paths: modelPaths.map(\.path), repeats: repeats, rng: &rng)
             for (i, path) in modelPaths.enumerated() {
                 let t = times[i]
                 lines.append(String(format: "| %@ | %@ | %@ | %.2f | %.2f | %.2f | %.1f |", model.name, shapeText(model, h, w),
@@ -209,8 +224,8 @@ extension Bench {
         for key in order {
             let (model, h, w, count, inStep) = shapes[key]!
             // as in the step, the stem computes no input gradient
-            let t = timeConvolution(model, h: h, w: w, n: n, paths: [(nil, nil)], repeats: repeats, rng: &rng,
-                                    inputGradient: model !== stem)[0]
+            let t = ConvolutionTuner.time(model, h: h, w: w, n: n, paths: [.rules], repeats: repeats, rng: &rng,
+                                          inputGradient: model !== stem)[0]
             total += Double(count) * (t.forward + t.backward)
             totalFlops += Double(count) * t.flops
             totalInStep += inStep
@@ -232,49 +247,6 @@ extension Bench {
 
     static func shapeText(_ c: Conv2d<Float>, _ h: Int, _ w: Int) -> String {
         "\(c.inChannels) -> \(c.outChannels), \(c.groups), \(c.stride), \(h)x\(w), \(c.kernel)x\(c.kernel)"
-    }
-
-    /// Median seconds of forward, backward (with the input gradient) and their im2col/col2im, and
-    /// the FLOPs of both, of a copy of `model` on random data, for each (own kernel, direct weight
-    /// gradient) setting; the settings alternate. The own kernel is `Direct3x3` for a 3x3 layer and
-    /// `Pointwise` for a 1x1 one.
-    static func timeConvolution(_ model: Conv2d<Float>, h: Int, w: Int, n: Int, paths: [(Bool?, Bool?)], repeats: Int,
-                                rng: inout SplitMix64, inputGradient: Bool = true)
-        -> [(forward: Double, backward: Double, lowering: Double, flops: Double)] {
-        let wasProfiling = Profile.enabled
-        Profile.enabled = true
-        defer { Profile.enabled = wasProfiling; Profile.reset() }
-        var layout = StoreLayout()
-        let conv = Conv2d<Float>(model.name, model.inChannels, model.outChannels, kernel: model.kernel, stride: model.stride,
-                                 padding: model.padding, groups: model.groups, layout: &layout)
-        let store = ParameterStore<Float>(layout)
-        conv.bind(store)
-        let (p, q) = conv.outputSize(h, w)
-        let x = Buffer<Float>(count: n * conv.inChannels * h * w), dx = Buffer<Float>(count: n * conv.inChannels * h * w)
-        let y = Buffer<Float>(count: n * conv.outChannels * p * q), dy = Buffer<Float>(count: n * conv.outChannels * p * q)
-        for i in 0..<store.params.count { store.params.base[i] = Float(rng.nextNormal()) * 0.1 }
-        for i in 0..<x.count { x.base[i] = Float(rng.nextNormal()) }
-        for i in 0..<dy.count { dy.base[i] = Float(rng.nextNormal()) }
-        let col = Buffer<Float>(count: max(1, conv.columnCount(n: n, h: h, w: w)))
-        var forward = [[Double]](repeating: [], count: paths.count), backward = forward, lowering = forward
-        for _ in 0..<repeats {
-            for (i, path) in paths.enumerated() {
-                conv.useDirect3x3 = path.0
-                conv.usePointwise = path.0
-                conv.useDirectWeightGradient = path.1
-                Profile.reset()
-                var t0 = Profile.now()
-                conv.forward(x: x.base, y: y.base, n: n, h: h, w: w, col: col.base)
-                forward[i].append(Profile.now() - t0)
-                t0 = Profile.now()
-                conv.backward(x: x.base, dy: dy.base, dx: inputGradient ? dx.base : nil, n: n, h: h, w: w, col: col.base)
-                backward[i].append(Profile.now() - t0)
-                lowering[i].append(Profile.seconds[WorkKind.im2col.rawValue])
-            }
-        }
-        let flops = (inputGradient ? 6 : 4) * Double(conv.macsPerImage(h: h, w: w) * n)
-        let median = { (a: [Double]) in a.sorted()[repeats / 2] }
-        return paths.indices.map { (median(forward[$0]), median(backward[$0]), median(lowering[$0]), flops) }
     }
 
     /// The profile table: seconds per step for each kind of work, and its share of the step.

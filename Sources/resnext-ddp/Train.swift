@@ -51,6 +51,7 @@ struct Train: ParsableCommand {
     @Option(name: .customLong("progress-seconds"), help: "Seconds between progress lines.") var progressSeconds = 5.0
     @Flag(help: "Write TensorBoard event files to OUTDIR/tb.") var tensorboard = false
     @Option(name: .customLong("bucket-mb"), help: "Gradient allreduce bucket in MiB, reduced while the backward pass goes on (as DDP's bucket_cap_mb); 0: one allreduce after the backward pass.") var bucketMB = TrainSettings.defaultBucketMebibytes
+    @Flag(name: .customLong("tune-convolutions"), help: "Before the first step, time each distinct convolution on each of the engine's paths (own kernels or OpenBLAS) and keep the fastest where it beats the default by more than 5 %, as torch.backends.cudnn.benchmark. Checkpoints record the choice; --resume keeps it.") var tuneConvolutions = false
 
     var settings: TrainSettings {
         var s = TrainSettings()
@@ -61,7 +62,7 @@ struct Train: ParsableCommand {
         s.dataDir = CIFAR10.defaultDirectory(dataDir); s.outdir = outdir; s.initPath = initPath; s.resumePath = resume
         s.augment = !noAugment; s.shuffle = !noShuffle; s.maxSteps = maxSteps; s.threads = threads
         s.tensorboard = tensorboard; s.checkEvery = checkEvery; s.progressSeconds = progressSeconds
-        s.bucketMB = bucketMB
+        s.bucketMB = bucketMB; s.tuneConvolutions = tuneConvolutions ? true : nil
         return s
     }
 

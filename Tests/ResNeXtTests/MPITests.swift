@@ -217,6 +217,27 @@ func worstDifference(_ a: String, _ b: String) throws -> (Double, String) {
         #expect(!json.stdout.contains("--alternate"), "one JSON object only: \(json.stdout)")
     }
 
+    /// `bench --tune-convolutions` under mpirun: a table with one row per distinct convolution,
+    /// the path kept among those tried; the JSON names the paths kept. With --alternate (which
+    /// toggles a path the tuning fixes) it refuses in one line.
+    @Test func benchTunesConvolutions() throws {
+        let args = ["bench"] + Self.tiny + ["--batch-size", "8", "--bn-group", "4", "--steps", "1", "--tune-convolutions"]
+        let r = try MPI.run(2, args)
+        #expect(r.status == 0, "\(r.output)")
+        #expect(r.stdout.contains("--tune-convolutions: "), "\(r.stdout)")
+        let rows = r.stdout.split(separator: "\n").filter { $0.hasPrefix("| conv |") || $0.hasPrefix("| stage") }
+        #expect(rows.count >= 6, "\(r.stdout)")
+        for row in rows {
+            let cells = row.split(separator: "|").map { $0.trimmingCharacters(in: .whitespaces) }
+            #expect(cells.count == 5 && cells[3].contains(cells[4]), "the path kept is one of those tried: \(row)")
+        }
+        let json = try MPI.run(2, args + ["--json"])
+        #expect(json.status == 0 && json.stdout.contains("\"tuned_paths\":\""), "\(json.output)")
+        #expect(json.stdout.contains("\"blas_core\":\"\(blasCoreName)\""), "the JSON names OpenBLAS's kernels: \(json.output)")
+        let bad = try CLI.run(args + ["--alternate", "direct3x3"])
+        #expect(bad.status != 0 && bad.stderr.contains("--tune-convolutions fixes each layer's path"), "\(bad.output)")
+    }
+
     /// `bench --layers` times each distinct grouped 3x3 convolution three ways (depth 11: one per
     /// stage, 3 shapes), in one process; under mpirun it refuses in one line.
     @Test func benchLayers() throws {

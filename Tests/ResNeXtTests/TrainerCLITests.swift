@@ -91,6 +91,32 @@ import Testing
         #expect(rows.map(\.epoch) == [1, 2, 3], "\(rows.map(\.epoch))")
     }
 
+    /// `train --tune-convolutions` prints the paths kept and records them in config.json and the
+    /// checkpoint; a resumed run takes them from the checkpoint instead of timing again.
+    @Test func tunedPathsAreKeptOnResume() throws {
+        let data = try SyntheticCIFAR.folder(train: [("data_batch_1.bin", 16)], test: 4)
+        let out = try temporaryDirectory()
+        let common = ["train"] + Self.tiny + ["--epochs", "2", "--batch-size", "8", "--bn-group", "8", "--data-dir", data, "--outdir", out]
+        let first = try CLI.run(common + ["--tune-convolutions", "--max-steps", "2"])
+        #expect(first.status == 0, "\(first.output)")
+        #expect(first.stdout.contains("--tune-convolutions: ") && first.stdout.contains("| kept |"), "\(first.stdout)")
+        let recorded = try SafeTensorsFile(path: out + "/checkpoint.safetensors").metadata[Checkpoint.pathsKey]
+        #expect(recorded != nil, "the checkpoint records the paths")
+        let config = try String(contentsOfFile: out + "/config.json", encoding: .utf8)
+        #expect(config.contains("\"convolution_paths\""), "\(config)")
+        let second = try CLI.run(common + ["--resume", out])
+        #expect(second.status == 0, "\(second.output)")
+        let expected = (recorded ?? "").isEmpty ? "the defaults" : recorded!
+        #expect(second.stdout.contains("convolution paths from the checkpoint: \(expected)"), "\(second.stdout)")
+        #expect(!second.stdout.contains("--tune-convolutions: "), "no second timing")
+        #expect(try SafeTensorsFile(path: out + "/checkpoint.safetensors").metadata[Checkpoint.pathsKey] == recorded)
+        // a run that did not tune records nothing
+        let plain = try temporaryDirectory()
+        let third = try CLI.run(["train"] + Self.tiny + ["--epochs", "1", "--batch-size", "8", "--bn-group", "8", "--data-dir", data, "--outdir", plain])
+        #expect(third.status == 0, "\(third.output)")
+        #expect(try SafeTensorsFile(path: plain + "/checkpoint.safetensors").metadata[Checkpoint.pathsKey] == nil)
+    }
+
     @Test func resumeWithAnotherShapeIsRefused() throws {
         let data = try SyntheticCIFAR.folder(train: [("data_batch_1.bin", 16)], test: 4)
         let out = try temporaryDirectory()
