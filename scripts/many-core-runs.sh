@@ -32,17 +32,17 @@ torch() { # processes threads config batch steps
         --nproc_per_node="$p" "$here/scripts/pin_torch.py" --config "$cfg" --batch "$b" --threads "$t" --warmup 1 --steps "$s" \
         2>>"$OUT/torch.err" | grep '^{' | tee -a "$OUT/log"
 }
-mpi() { # processes, then mpirun's environment and the program
-    local p=$1; shift
+mpi() { # seconds processes, then mpirun's environment and the program
+    local t=$1 p=$2; shift 2
     local hw=""; [ "$p" -le "$NCORES" ] || hw="--use-hwthread-cpus"
-    mpirun -np "$p" --bind-to core --map-by core $hw $MPIX -x LD_LIBRARY_PATH="${LD_LIBRARY_PATH:-}" -x OPENBLAS_NUM_THREADS=1 \
+    timeout "$t" mpirun -np "$p" --bind-to core --map-by core $hw $MPIX -x LD_LIBRARY_PATH="${LD_LIBRARY_PATH:-}" -x OPENBLAS_NUM_THREADS=1 \
         ${OPENBLAS_CORETYPE:+-x OPENBLAS_CORETYPE=$OPENBLAS_CORETYPE} "$@"
 }
 ours() { # processes config batch steps [bench options]: one JSON line
     local p=$1 cfg=$2 b=$3 s=$4; shift 4
     local d c w; IFS=, read -r d c w <<<"$cfg"
     log "## ours np=$p $cfg batch=$b $*"
-    local r; r=$(timeout 300 mpi "$p" "$BIN" bench --depth "$d" --cardinality "$c" --base-channels "$w" --batch-size "$b" \
+    local r; r=$(mpi 300 "$p" "$BIN" bench --depth "$d" --cardinality "$c" --base-channels "$w" --batch-size "$b" \
         --bn-group $(( b / p < 16 ? b / p : 16 )) --threads 1 --steps "$s" --json "$@" 2>>"$OUT/ours.err" | grep '^{')
     if [ -n "$r" ]; then log "$r"
     elif [ -z "$MPIX" ]; then
@@ -54,7 +54,7 @@ full() { # name processes "VAR=value ..." bench options: the whole output to $OU
     local name=$1 p=$2 envs=$3; shift 3
     local xs=(); for e in $envs; do xs+=(-x "$e"); done
     log "## $name np=$p $envs $*"
-    timeout "${FULL_TIMEOUT:-200}" mpi "$p" "${xs[@]}" "$BIN" bench --threads 1 "$@" > "$OUT/$name.txt" 2>&1
+    mpi "${FULL_TIMEOUT:-200}" "$p" "${xs[@]}" "$BIN" bench --threads 1 "$@" > "$OUT/$name.txt" 2>&1
     log "rc=$?"; grep -E '^median|^SGEMM|^--tune|^all conv|^the same conv' "$OUT/$name.txt" | tee -a "$OUT/log"
 }
 M16="--depth 29 --cardinality 4 --base-channels 16"
