@@ -13,7 +13,8 @@ public struct ConvolutionPath: Hashable, Sendable, CustomStringConvertible {
         self.pointwise = pointwise
     }
 
-    /// The engine's rules: the direct 3x3 kernel and the 1x1 kernel where they apply.
+    /// The engine's rules (named "default"): the direct 3x3 kernel and the 1x1 kernel where they
+    /// apply, as `RESNEXT_DIRECT3X3` and `RESNEXT_POINTWISE` leave them.
     public static let rules = ConvolutionPath(direct3x3: nil, directWeightGradient: nil, pointwise: nil)
     /// Every product through OpenBLAS (3x3 layers through im2col).
     public static let openBLAS = ConvolutionPath(direct3x3: false, directWeightGradient: nil, pointwise: false)
