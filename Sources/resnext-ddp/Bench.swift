@@ -29,8 +29,8 @@ struct Bench: ParsableCommand {
     var profile = false
     @Flag(help: "Then time each distinct grouped 3x3 convolution of the model, forward and backward, three ways: im2col + GEMM, the default (the direct kernel where it applies), and direct including the weight gradient; then every distinct convolution on the default path, and their sum per step against SGEMM (the ceiling the convolutions put on the step). One process only.")
     var layers = false
-    @Option(help: ArgumentHelp("Time the steps with one of the engine's paths off and on in turn (off, on, on, off, off, ...; --steps each, after a warm-up step of each), in the same process, so that the machine's drift falls on both; print each setting's median.", valueName: EngineSwitch.allCases.map(\.rawValue).joined(separator: "|")))
-    var alternate: EngineSwitch?
+    @Option(help: ArgumentHelp("Time the steps with one of the engine's paths off and on in turn (off, on, on, off, off, ...; --steps each, after a warm-up step of each), in the same process, so that the machine's drift falls on both; print each setting's median. tuned: the default paths against those --tune-convolutions keeps.", valueName: Alternate.names.joined(separator: "|")))
+    var alternate: Alternate?
     @Flag(name: .customLong("tune-convolutions"), help: "Before the steps, time each distinct convolution on each of the engine's paths (own kernels or OpenBLAS) and keep the fastest where it beats the default by more than 5 %, as torch.backends.cudnn.benchmark; print the choices. All processes agree on them.")
     var tuneConvolutions = false
 
@@ -42,9 +42,10 @@ struct Bench: ParsableCommand {
             throw ValidationError("--simulate-network must be a positive rate in GB/s (got \(simulateNetwork))")
         }
         do { try ResNeXtConfig.validateBatch(batchSize, bnGroup: bnGroup) } catch { throw ValidationError("\(error)") }
-        if tuneConvolutions && (layers || alternate != nil) {
-            throw ValidationError("--tune-convolutions fixes each layer's path, which --layers and --alternate compare; use one of them")
+        if tuneConvolutions && (layers || (alternate != nil && alternate != .tuned)) {
+            throw ValidationError("--tune-convolutions fixes each layer's path, which --layers and --alternate compare; use one of them (--alternate tuned times the tuned paths against the defaults)")
         }
+        if layers && alternate != nil { throw ValidationError("--layers and --alternate exclude each other") }
         do { try ResNeXtConfig(depth: model.depth, cardinality: model.cardinality, baseChannels: model.baseChannels).validate() }
         catch { throw ValidationError("\(error)") }
     }
@@ -71,11 +72,12 @@ struct Bench: ParsableCommand {
         do { net = try ResNeXt<Float>(config, maxBatch: perRank) } catch { throw ValidationError("\(error)") }
         net.initialize(seed: seed)
         var tuning: (choices: [ConvolutionTuner.Choice], seconds: Double)? = nil
-        if tuneConvolutions {
+        if tuneConvolutions || alternate == .tuned {
             let t0 = Profile.now()
             let choices = ConvolutionTuner.tune(net, n: perRank, seed: seed, agree: { comm.allreduceSum(&$0) })
             tuning = (choices, Profile.now() - t0)
         }
+        let tunedPaths = net.convolutionInputs.map(\.conv.path)
         var rng = SplitMix64(seed: seed &+ 1 &+ UInt64(comm.rank))
         let images = (0..<(perRank * 3 * 32 * 32)).map { _ in Float(rng.nextNormal()) }
         let labels = (0..<perRank).map { _ in Int32(rng.nextInt(below: 10)) }
@@ -87,12 +89,20 @@ struct Bench: ParsableCommand {
         let warmUps = alternate == nil ? 1 : 2
         let setting = { (i: Int) -> Bool in i < 2 ? i == 1 : ((i - 2) / 2 + (i - 2)) % 2 == 1 }
         var bySetting: [[Double]] = [[], []]
-        let initially = alternate?.isOn
-        defer { if let alternate, let initially { alternate.isOn = initially } }
+        // --alternate: a switch off (false) or on; the default paths (false) or the tuned ones
+        let set = { (on: Bool) in
+            switch alternate {
+            case .engine(let engineSwitch): engineSwitch.isOn = on
+            case .tuned: for ((conv, _, _), path) in zip(net.convolutionInputs, tunedPaths) { conv.path = on ? path : .rules }
+            case nil: break
+            }
+        }
+        let initially: Bool? = if case .engine(let engineSwitch) = alternate { engineSwitch.isOn } else { nil }
+        defer { if let initially { set(initially) } }
         images.withUnsafeBufferPointer { img in
             labels.withUnsafeBufferPointer { lab in
                 for i in 0..<(warmUps + (alternate == nil ? steps : 2 * steps)) {
-                    alternate?.isOn = setting(i)
+                    if alternate != nil { set(setting(i)) }
                     if i == warmUps {
                         Profile.reset()
                         // --layers also times each convolution within the steps
@@ -144,14 +154,14 @@ struct Bench: ParsableCommand {
             print(String(format: "SGEMM 1024x1024x1024 in the same run: %.1f GFLOP/s per process; the step runs at %.0f %% of it",
                          sgemmMedian, 100 * gflops / Double(comm.size) / sgemmMedian))
         }
-        if !json && tuning == nil && alternate == nil && !layers, let hint = untunedAVX512Hint { print(hint) }
+        if !json && !tuneConvolutions && alternate == nil && !layers, let hint = untunedAVX512Hint { print(hint) }
         if let tuning, !json {
             print(String(format: "--tune-convolutions: %.1f s before the steps; the paths kept:", tuning.seconds))
             print(ConvolutionTuner.table(tuning.choices, processes: comm.size))
         }
         if let alternate, !json {
-            print(String(format: "--alternate %@ (%@=0 and 1), %d steps each in the same run: off %.1f ms/step (%.1f-%.1f), on %.1f ms/step (%.1f-%.1f); on/off %.3f; on/off of the %d adjacent pairs: median %.3f (%.3f-%.3f)",
-                         alternate.rawValue, alternate.environmentVariable, steps, offMedian * 1000, offSorted[0] * 1000,
+            print(String(format: "--alternate %@ (%@), %d steps each in the same run: off %.1f ms/step (%.1f-%.1f), on %.1f ms/step (%.1f-%.1f); on/off %.3f; on/off of the %d adjacent pairs: median %.3f (%.3f-%.3f)",
+                         alternate.rawValue, alternate.settings, steps, offMedian * 1000, offSorted[0] * 1000,
                          offSorted.last! * 1000, onMedian * 1000, onSorted[0] * 1000, onSorted.last! * 1000, onMedian / offMedian,
                          pairRatios.count, pairMedian, pairRatios[0], pairRatios.last!))
         }
@@ -160,7 +170,34 @@ struct Bench: ParsableCommand {
     }
 }
 
-extension EngineSwitch: ExpressibleByArgument {}
+/// What `bench --alternate` flips between steps: one of the engine's switches (off, on), or the
+/// convolution paths (`tuned`: the default rules, then those `--tune-convolutions` keeps).
+enum Alternate: Equatable, ExpressibleByArgument {
+    case engine(EngineSwitch), tuned
+
+    static let names = EngineSwitch.allCases.map(\.rawValue) + ["tuned"]
+
+    init?(argument: String) {
+        if argument == "tuned" { self = .tuned } else if let s = EngineSwitch(rawValue: argument) { self = .engine(s) } else { return nil }
+    }
+
+    var rawValue: String {
+        switch self {
+        case .engine(let s): s.rawValue
+        case .tuned: "tuned"
+        }
+    }
+
+    /// What "off" and "on" mean, for the printed line.
+    var settings: String {
+        switch self {
+        case .engine(let s): "\(s.environmentVariable)=0 and 1"
+        case .tuned: "off: the default paths, on: the tuned ones"
+        }
+    }
+
+    static var allValueStrings: [String] { names }
+}
 
 extension Bench {
     /// GFLOP/s of a 1024 x 1024 x 1024 SGEMM with the current OpenBLAS threads (median of 5).

@@ -236,6 +236,11 @@ func worstDifference(_ a: String, _ b: String) throws -> (Double, String) {
         #expect(json.stdout.contains("\"blas_core\":\"\(blasCoreName)\""), "the JSON names OpenBLAS's kernels: \(json.output)")
         let bad = try CLI.run(args + ["--alternate", "direct3x3"])
         #expect(bad.status != 0 && bad.stderr.contains("--tune-convolutions fixes each layer's path"), "\(bad.output)")
+        // --alternate tuned: the default paths against the tuned ones, step by step, after the table
+        let alternating = try MPI.run(2, ["bench"] + Self.tiny + ["--batch-size", "8", "--bn-group", "4", "--steps", "2", "--alternate", "tuned"])
+        #expect(alternating.status == 0, "\(alternating.output)")
+        #expect(alternating.stdout.contains("--tune-convolutions: ") && alternating.stdout.contains("median of 4 steps: "), "\(alternating.stdout)")
+        #expect(alternating.stdout.contains("--alternate tuned (off: the default paths, on: the tuned ones), 2 steps each in the same run: off "), "\(alternating.stdout)")
     }
 
     /// `bench --layers` times each distinct grouped 3x3 convolution three ways (depth 11: one per
