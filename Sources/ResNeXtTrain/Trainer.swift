@@ -86,6 +86,7 @@ public final class Trainer {
             log(ConvolutionTuner.table(choices, processes: processes))
         }
         let tunedPaths = setup.paths != nil || s.tuneConvolutions == true
+        if let warning = blasKernelWarningHere { log(warning) }
         if !tunedPaths, let hint = untunedAVX512Hint { log(hint) }
         self.tunedPaths = tunedPaths
         let fault = InjectedFault.fromEnvironment()

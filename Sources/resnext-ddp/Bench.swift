@@ -154,6 +154,7 @@ struct Bench: ParsableCommand {
             print(String(format: "SGEMM 1024x1024x1024 in the same run: %.1f GFLOP/s per process; the step runs at %.0f %% of it",
                          sgemmMedian, 100 * gflops / Double(comm.size) / sgemmMedian))
         }
+        if !json, let warning = blasKernelWarningHere { print(warning) }
         if !json && !tuneConvolutions && alternate == nil && !layers, let hint = untunedAVX512Hint { print(hint) }
         if let tuning, !json {
             print(String(format: "--tune-convolutions: %.1f s before the steps; the paths kept:", tuning.seconds))
