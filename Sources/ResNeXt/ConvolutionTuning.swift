@@ -136,15 +136,7 @@ public enum ConvolutionTuner {
     public static func tune(_ net: ResNeXt<Float>, n: Int, repeats: Int = 3, margin: Double = 0.05, seed: UInt64 = 1,
                             agree: (inout [Double]) -> Void = { _ in },
                             measure: ((Conv2d<Float>, Int, Int, [ConvolutionPath]) -> [Double])? = nil) -> [Choice] {
-        var groups: [(layers: [Conv2d<Float>], h: Int, w: Int, stem: Bool)] = [], index: [[Int]: Int] = [:]
-        let stem = net.convolutionInputs[0].conv
-        for (conv, h, w) in net.convolutionInputs {
-            let key = [conv.inChannels, conv.outChannels, conv.kernel, conv.groups, conv.stride, conv.padding, h, w, conv === stem ? 1 : 0]
-            if let i = index[key] { groups[i].layers.append(conv) } else {
-                index[key] = groups.count
-                groups.append(([conv], h, w, conv === stem))
-            }
-        }
+        let groups = net.distinctConvolutions
         var rng = SplitMix64(seed: seed &+ 11)
         var candidates: [[ConvolutionPath]] = [], seconds: [Double] = []
         for group in groups {
@@ -175,9 +167,11 @@ public enum ConvolutionTuner {
         return choices
     }
 
-    /// A table of the choices: one row per shape, each path's milliseconds, the one kept.
-    public static func table(_ choices: [Choice], processes: Int) -> String {
-        var lines = ["| layer (and those of the same shape) | C -> K, groups, stride, input, kernel | layers | ms forward + backward, each path tried (per process) | kept |",
+    /// The report of a tuning that took `seconds`: a line, then a table with one row per shape,
+    /// each path's milliseconds and the one kept.
+    public static func report(_ choices: [Choice], processes: Int, seconds: Double) -> String {
+        var lines = [String(format: "--tune-convolutions: %.1f s before the first step; the paths kept:", seconds),
+                     "| layer (and those of the same shape) | C -> K, groups, stride, input, kernel | layers | ms forward + backward, each path tried (per process) | kept |",
                      "|---|---|---:|---|---|"]
         for c in choices {
             let conv = c.layers[0]
@@ -187,6 +181,23 @@ public enum ConvolutionTuner {
             lines.append("| \(conv.name) | \(conv.inChannels) -> \(conv.outChannels), \(conv.groups), \(conv.stride), \(c.h)x\(c.w), \(conv.kernel)x\(conv.kernel) | \(c.layers.count) | \(tried) | \(c.path) |")
         }
         return lines.joined(separator: "\n")
+    }
+}
+
+extension ResNeXt {
+    /// The model's convolutions grouped by shape (channels, kernel, groups, stride, padding and
+    /// input size), in order of first appearance; the stem on its own, since it computes no
+    /// input gradient.
+    public var distinctConvolutions: [(layers: [Conv2d<T>], h: Int, w: Int, stem: Bool)] {
+        var groups: [(layers: [Conv2d<T>], h: Int, w: Int, stem: Bool)] = [], index: [[Int]: Int] = [:]
+        for (i, (conv, h, w)) in convolutionInputs.enumerated() {
+            let key = [conv.inChannels, conv.outChannels, conv.kernel, conv.groups, conv.stride, conv.padding, h, w, i == 0 ? 1 : 0]
+            if let g = index[key] { groups[g].layers.append(conv) } else {
+                index[key] = groups.count
+                groups.append(([conv], h, w, i == 0))
+            }
+        }
+        return groups
     }
 }
 

@@ -12,9 +12,6 @@ public final class Trainer {
     let say: (String) -> Void
 
     public private(set) var net: ResNeXt<Float>!
-    /// Whether this run's convolution paths were tuned (or taken from its checkpoint), which
-    /// config.json and the checkpoints then record.
-    var tunedPaths = false
 
     /// `say` prints a line; it is called on rank 0 only.
     public init(settings: TrainSettings, comm: Communicator, say: @escaping (String) -> Void) {
@@ -82,13 +79,12 @@ public final class Trainer {
         } else if s.tuneConvolutions == true {
             let t0 = Profile.now()
             let choices = ConvolutionTuner.tune(net, n: perRank, seed: s.seed, agree: { comm.allreduceSum(&$0) })
-            log(String(format: "--tune-convolutions: %.1f s; the paths kept:", Profile.now() - t0))
-            log(ConvolutionTuner.table(choices, processes: processes))
+            log(ConvolutionTuner.report(choices, processes: processes, seconds: Profile.now() - t0))
         }
+        // then config.json and every checkpoint record the paths
         let tunedPaths = setup.paths != nil || s.tuneConvolutions == true
         if let warning = blasKernelWarningHere { log(warning) }
         if !tunedPaths, let hint = untunedAVX512Hint { log(hint) }
-        self.tunedPaths = tunedPaths
         let fault = InjectedFault.fromEnvironment()
 
         let stepsPerEpoch = order.batchesPerEpoch
@@ -98,7 +94,7 @@ public final class Trainer {
         let lastStep = min(s.epochs * stepsPerEpoch, s.maxSteps ?? Int.max)
         let metrics = comm.isRoot ? try MetricsLog(outdir: s.outdir, keepThroughEpoch: s.resumePath == nil ? 0 : step / stepsPerEpoch) : nil
         let board = (comm.isRoot && s.tensorboard) ? try TensorBoardWriter(directory: s.outdir + "/tb") : nil
-        if comm.isRoot { try writeConfig(net: net, trainImages: data.train.count, testImages: data.test.count, stepsPerEpoch: stepsPerEpoch) }
+        if comm.isRoot { try writeConfig(net: net, tunedPaths: tunedPaths, trainImages: data.train.count, testImages: data.test.count, stepsPerEpoch: stepsPerEpoch) }
         log("\(s.model): \(net.store.parameterCount) parameters; \(data.train.count) train and \(data.test.count) test images in \(s.dataDir)")
         log("\(processes) process(es) x \(perRank) images = batch \(s.batchSize); \(perRank / s.bnGroup) BN group(s) of \(s.bnGroup) per process; lr \(s.targetLR) (\(s.lr == nil ? "base-lr \(s.baseLR) x \(s.batchSize)/128" : "--lr")), \(s.schedule.rawValue)\(s.warmupEpochs > 0 ? ", warm-up \(s.warmupEpochs) epochs from \(s.baseLR)" : ""); \(stepsPerEpoch) steps per epoch, \(s.epochs) epochs")
 
@@ -253,7 +249,7 @@ public final class Trainer {
         }
     }
 
-    func writeConfig(net: ResNeXt<Float>, trainImages: Int, testImages: Int, stepsPerEpoch: Int) throws {
+    func writeConfig(net: ResNeXt<Float>, tunedPaths: Bool, trainImages: Int, testImages: Int, stepsPerEpoch: Int) throws {
         let s = settings
         let settingsObject = try JSONSerialization.jsonObject(with: Data(s.json().utf8))
         var object: [String: Any] = [

@@ -77,7 +77,7 @@ struct Bench: ParsableCommand {
             let choices = ConvolutionTuner.tune(net, n: perRank, seed: seed, agree: { comm.allreduceSum(&$0) })
             tuning = (choices, Profile.now() - t0)
         }
-        let tunedPaths = net.convolutionInputs.map(\.conv.path)
+        let tunedPaths = net.convolutionInputs.map(\.conv.path)  // --alternate tuned's "on"
         var rng = SplitMix64(seed: seed &+ 1 &+ UInt64(comm.rank))
         let images = (0..<(perRank * 3 * 32 * 32)).map { _ in Float(rng.nextNormal()) }
         let labels = (0..<perRank).map { _ in Int32(rng.nextInt(below: 10)) }
@@ -156,10 +156,7 @@ struct Bench: ParsableCommand {
         }
         if !json, let warning = blasKernelWarningHere { print(warning) }
         if !json && !tuneConvolutions && alternate == nil && !layers, let hint = untunedAVX512Hint { print(hint) }
-        if let tuning, !json {
-            print(String(format: "--tune-convolutions: %.1f s before the steps; the paths kept:", tuning.seconds))
-            print(ConvolutionTuner.table(tuning.choices, processes: comm.size))
-        }
+        if let tuning, !json { print(ConvolutionTuner.report(tuning.choices, processes: comm.size, seconds: tuning.seconds)) }
         if let alternate, !json {
             print(String(format: "--alternate %@ (%@), %d steps each in the same run: off %.1f ms/step (%.1f-%.1f), on %.1f ms/step (%.1f-%.1f); on/off %.3f; on/off of the %d adjacent pairs: median %.3f (%.3f-%.3f)",
                          alternate.rawValue, alternate.settings, steps, offMedian * 1000, offSorted[0] * 1000,
@@ -231,10 +228,11 @@ extension Bench {
         var lines = ["| layer | C -> K, groups, stride, input, kernel | path | forward ms | backward ms | of which im2col/col2im ms | GFLOP/s |",
                      "|---|---|---|---:|---:|---:|---:|"]
         var rng = SplitMix64(seed: seed &+ 7)
-        var seen = Set<[Int]>()
+        let shapes = net.distinctConvolutions
         let pointwisePaths: [(name: String, path: ConvolutionPath)] = [("OpenBLAS GEMM", .openBLAS), ("default", .rules)]
-        for (model, h, w) in net.convolutionInputs where (model.kernel == 3 && model.groups > 1) || (model.kernel == 1 && model.stride == 1) {
-            guard seen.insert(shapeKey(model, h, w)).inserted else { continue }
+        for (layers, h, w, _) in shapes {
+            let model = layers[0]
+            guard (model.kernel == 3 && model.groups > 1) || (model.kernel == 1 && model.stride == 1) else { continue }
             let modelPaths = model.kernel == 1 ? pointwisePaths : paths
             let times = ConvolutionTuner.time(model, h: h, w: w, n: n, paths: modelPaths.map(\.path), repeats: repeats, rng: &rng)
             for (i, path) in modelPaths.enumerated() {
@@ -246,24 +244,13 @@ extension Bench {
         }
         lines += ["", "| layer (and those of the same shape) | C -> K, groups, stride, input, kernel | layers | forward ms | backward ms | ms per step, all of them | GFLOP/s | in the step: ms per step, all of them | GFLOP/s |",
                   "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
-        var shapes: [[Int]: (conv: Conv2d<Float>, h: Int, w: Int, count: Int, inStep: Double)] = [:], order: [[Int]] = []
-        for (model, h, w) in net.convolutionInputs {
-            let key = shapeKey(model, h, w), inStep = model.profiledSeconds / Double(steps)
-            if shapes[key] != nil {
-                shapes[key]!.count += 1
-                shapes[key]!.inStep += inStep
-            } else {
-                shapes[key] = (model, h, w, 1, inStep)
-                order.append(key)
-            }
-        }
         var total = 0.0, totalFlops = 0.0, totalInStep = 0.0
-        let stem = net.convolutionInputs[0].conv
-        for key in order {
-            let (model, h, w, count, inStep) = shapes[key]!
+        for (layers, h, w, stem) in shapes {
+            let model = layers[0], count = layers.count
+            let inStep = layers.reduce(0) { $0 + $1.profiledSeconds } / Double(steps)
             // as in the step, the stem computes no input gradient
             let t = ConvolutionTuner.time(model, h: h, w: w, n: n, paths: [.rules], repeats: repeats, rng: &rng,
-                                          inputGradient: model !== stem)[0]
+                                          inputGradient: !stem)[0]
             total += Double(count) * (t.forward + t.backward)
             totalFlops += Double(count) * t.flops
             totalInStep += inStep
@@ -277,10 +264,6 @@ extension Bench {
         lines.append(String(format: "the same convolutions within the steps: %.2f ms per step, %.1f GFLOP/s, %.0f %% of the SGEMM above",
                             totalInStep * 1000, totalFlops / totalInStep / 1e9, 100 * totalFlops / totalInStep / 1e9 / sgemm))
         return lines.joined(separator: "\n")
-    }
-
-    static func shapeKey(_ c: Conv2d<Float>, _ h: Int, _ w: Int) -> [Int] {
-        [c.inChannels, c.outChannels, c.kernel, c.groups, c.stride, h, w]
     }
 
     static func shapeText(_ c: Conv2d<Float>, _ h: Int, _ w: Int) -> String {
