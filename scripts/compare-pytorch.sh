@@ -4,8 +4,9 @@
 # process pinned to its own core, alternating for --rounds rounds (the machine's load moves both by
 # 15-25 % between runs; the median of per-round ratios is the figure to quote). Prints one markdown
 # row per model and round with the ratio, the step's
-# effective GFLOP/s per process as a share of a 1024^3 SGEMM measured in the same bench run, and
-# the peak resident memory per rank of each.
+# effective GFLOP/s per process as a share of a 1024^3 SGEMM that bench times between its steps
+# (the median of the samples; in brackets the median share of each step against the SGEMM timed
+# right after it), and the peak resident memory per rank of each.
 #   scripts/compare-pytorch.sh [--procs 2] [--batch 128] [--steps 3] [--rounds 1] [--configs "29,4,16 29,4,64"]
 # Needs PyTorch in a virtualenv outside the checkout (TORCH_PYTHON, default /tmp/torchref/bin/python):
 #   python3 -m venv /tmp/torchref && /tmp/torchref/bin/pip install torch safetensors numpy
@@ -52,7 +53,8 @@ for cfg in $configs; do
         ti=$(get images_per_s "$t"); ri=$(get images_per_s "$r")
         tm=$(awk -v g="$(get maxrss_GiB "$t")" 'BEGIN { printf "%.0f", g * 1024 }')
         ratio=$(awk -v a="$ri" -v b="$ti" 'BEGIN { printf "%.2f", a / b }')
-        share=$(awk -v s="$(get step_share_of_sgemm "$r")" -v g="$(get sgemm_gflops_per_process "$r")" 'BEGIN { printf "%.0f %% of %.0f GFLOP/s", 100 * s, g }')
+        share=$(awk -v s="$(get step_share_of_sgemm "$r")" -v g="$(get sgemm_gflops_per_process "$r")" \
+            -v a="$(get step_share_of_adjacent_sgemm "$r")" 'BEGIN { printf "%.0f %% of %.0f GFLOP/s (steps: %.0f %%)", 100 * s, g, 100 * a }')
         tis+=("$ti"); ris+=("$ri"); ratios+=("$ratio")
         echo "| $depth-${card}x${base}d | $round | $procs | $batch | $ti | $ri | ${ratio}x | $share | $tm | $(get peak_mib_per_process "$r") |"
     done

@@ -84,6 +84,10 @@ struct Bench: ParsableCommand {
         let sgd = SGD(learningRate: 0.01)
         let reducer = GradientReducer(comm: comm, store: net.store, bucketFloats: GradientReducer.floats(mebibytes: bucketMB),
                                       simulatedBytesPerSecond: simulateNetwork.map { $0 * 1e9 })
+        // the ceiling: a 1024^3 SGEMM timed on every process after each timed step (and a few
+        // times after the last), so that the step and its ceiling see the same moments of a
+        // shared machine; the steps end in an allreduce, so the processes run it together
+        let probe = SGEMMProbe()
         var times: [Double] = [], communication: [Double] = []
         // with --alternate: the setting of each step (warm-ups off, on; then off, on, on, off, ...)
         let warmUps = alternate == nil ? 1 : 2
@@ -117,16 +121,25 @@ struct Bench: ParsableCommand {
                     let t = Profile.now() - t0
                     if i >= warmUps { times.append(t); communication.append(step.allreduceSeconds) }
                     if i >= warmUps, alternate != nil { bySetting[setting(i) ? 1 : 0].append(t) }
+                    if i >= warmUps {
+                        let wasProfiled = Profile.enabled
+                        Profile.enabled = false
+                        probe.sample()
+                        Profile.enabled = wasProfiled
+                    }
                 }
             }
         }
         Profile.enabled = false
-        // the ceiling in the same run: SGEMM on every process at once, as the steps ran
         comm.barrier()
-        var sgemm = [Double](repeating: 0, count: comm.size)
-        sgemm[comm.rank] = Self.sgemmRate()
-        comm.allreduceSum(&sgemm)
-        let sgemmMedian = sgemm.sorted()[comm.size / 2]
+        for _ in 0..<SGEMMProbe.samplesAfter { probe.sample() }
+        // every process's samples, rank by rank; each sample the median over the processes
+        let count = probe.samples.count
+        var allSamples = [Double](repeating: 0, count: comm.size * count)
+        for (j, rate) in probe.samples.enumerated() { allSamples[comm.rank * count + j] = rate }
+        comm.allreduceSum(&allSamples)
+        let sgemmSamples = (0..<count).map { j in (0..<comm.size).map { allSamples[$0 * count + j] }.sorted()[comm.size / 2] }
+        let sgemmMedian = sgemmSamples.sorted()[count / 2]
         let median = times.sorted()[times.count / 2]
         // with --alternate, each setting's steps
         let (offSorted, onSorted) = (bySetting[0].sorted(), bySetting[1].sorted())
@@ -140,19 +153,24 @@ struct Bench: ParsableCommand {
         let commMedian = communication.sorted()[communication.count / 2]
         let imagesPerSecond = Double(batchSize) / median
         let gflops = 6 * Double(net.macsPerImage) * imagesPerSecond / 1e9
+        // each timed step's rate per process over the SGEMM timed right after it
+        let flopsPerProcess = 6 * Double(net.macsPerImage) * Double(batchSize) / Double(comm.size) / 1e9
+        let adjacentShares = zip(times, sgemmSamples).map { flopsPerProcess / $0 / $1 }.sorted()
+        let adjacentShare = adjacentShares[adjacentShares.count / 2]
         var peaks = [Double](repeating: 0, count: comm.size)
         peaks[comm.rank] = Double(peakResidentBytes() ?? 0) / 1_048_576.0
         comm.allreduceSum(&peaks)
         guard comm.isRoot else { return }
         let peak = peaks.max() ?? 0
         if json {
-            print("{\"model\":\"\(config)\",\"processes\":\(comm.size),\"batch\":\(batchSize),\"per_process_batch\":\(perRank),\"bn_group\":\(bnGroup),\"threads\":\(threads),\"blas_core\":\"\(blasCoreName)\",\"steps\":\(steps),\"images_per_s\":\(String(format: "%.2f", imagesPerSecond)),\"ms_per_step\":\(String(format: "%.1f", median * 1000)),\"allreduce_ms\":\(String(format: "%.2f", commMedian * 1000)),\"bucket_mb\":\(bucketMB),\"buckets\":\(reducer.buckets),\"simulated_gbps\":\(simulateNetwork.map { "\($0)" } ?? "null"),\"gflops\":\(String(format: "%.1f", gflops)),\"sgemm_gflops_per_process\":\(String(format: "%.1f", sgemmMedian)),\"step_share_of_sgemm\":\(String(format: "%.3f", gflops / Double(comm.size) / sgemmMedian)),\"peak_mib_per_process\":\(String(format: "%.0f", peak))\(tuning.map { ",\"tuned_paths\":\"\(net.convolutionPaths)\",\"tuning_s\":\(String(format: "%.1f", $0.seconds))" } ?? "")\(alternate.map { ",\"alternate\":\"\($0.rawValue)\",\"ms_per_step_off\":\(String(format: "%.1f", offMedian * 1000)),\"ms_per_step_on\":\(String(format: "%.1f", onMedian * 1000)),\"on_off_pair_median\":\(String(format: "%.3f", pairMedian))" } ?? "")}")
+            print("{\"model\":\"\(config)\",\"processes\":\(comm.size),\"batch\":\(batchSize),\"per_process_batch\":\(perRank),\"bn_group\":\(bnGroup),\"threads\":\(threads),\"blas_core\":\"\(blasCoreName)\",\"steps\":\(steps),\"images_per_s\":\(String(format: "%.2f", imagesPerSecond)),\"ms_per_step\":\(String(format: "%.1f", median * 1000)),\"allreduce_ms\":\(String(format: "%.2f", commMedian * 1000)),\"bucket_mb\":\(bucketMB),\"buckets\":\(reducer.buckets),\"simulated_gbps\":\(simulateNetwork.map { "\($0)" } ?? "null"),\"gflops\":\(String(format: "%.1f", gflops)),\"sgemm_gflops_per_process\":\(String(format: "%.1f", sgemmMedian)),\"step_share_of_sgemm\":\(String(format: "%.3f", gflops / Double(comm.size) / sgemmMedian)),\"sgemm_samples\":\(count),\"sgemm_min\":\(String(format: "%.1f", sgemmSamples.min()!)),\"sgemm_max\":\(String(format: "%.1f", sgemmSamples.max()!)),\"step_share_of_adjacent_sgemm\":\(String(format: "%.3f", adjacentShare)),\"peak_mib_per_process\":\(String(format: "%.0f", peak))\(tuning.map { ",\"tuned_paths\":\"\(net.convolutionPaths)\",\"tuning_s\":\(String(format: "%.1f", $0.seconds))" } ?? "")\(alternate.map { ",\"alternate\":\"\($0.rawValue)\",\"ms_per_step_off\":\(String(format: "%.1f", offMedian * 1000)),\"ms_per_step_on\":\(String(format: "%.1f", onMedian * 1000)),\"on_off_pair_median\":\(String(format: "%.3f", pairMedian))" } ?? "")}")
         } else {
             print("\(config), \(comm.size) process(es) x \(perRank) images = batch \(batchSize), BN group \(bnGroup), \(threads) thread(s) each (OpenBLAS \(blasCoreName)), \(net.store.parameterCount) parameters, \(String(format: "%.3f", Double(net.macsPerImage) / 1e9)) GMAC/image")
             print(String(format: "median of %d steps: %.1f ms/step (waiting for allreduce %.2f ms), %.2f images/s, %.1f GFLOP/s effective, peak memory %.0f MiB per process",
                          times.count, median * 1000, commMedian * 1000, imagesPerSecond, gflops, peak))
-            print(String(format: "SGEMM 1024x1024x1024 in the same run: %.1f GFLOP/s per process; the step runs at %.0f %% of it",
-                         sgemmMedian, 100 * gflops / Double(comm.size) / sgemmMedian))
+            print(String(format: "SGEMM 1024x1024x1024 between the steps: %.1f GFLOP/s per process (median of %d, %.1f-%.1f); the step runs at %.0f %% of it (each step against the SGEMM right after it: median %.0f %%, %.0f-%.0f %%)",
+                         sgemmMedian, count, sgemmSamples.min()!, sgemmSamples.max()!, 100 * gflops / Double(comm.size) / sgemmMedian,
+                         100 * adjacentShare, 100 * adjacentShares.first!, 100 * adjacentShares.last!))
         }
         if !json, let warning = blasKernelWarningHere { print(warning) }
         if !json && !tuneConvolutions && alternate == nil && !layers, let hint = untunedAVX512Hint { print(hint) }
@@ -198,21 +216,6 @@ enum Alternate: Equatable, ExpressibleByArgument {
 }
 
 extension Bench {
-    /// GFLOP/s of a 1024 x 1024 x 1024 SGEMM with the current OpenBLAS threads (median of 5).
-    static func sgemmRate() -> Double {
-        let size = 1024
-        let a = Buffer<Float>(count: size * size), b = Buffer<Float>(count: size * size), c = Buffer<Float>(count: size * size)
-        for i in 0..<(size * size) { a.base[i] = Float(i % 7) * 1e-3; b.base[i] = Float(i % 5) * 1e-3 }
-        var times: [Double] = []
-        for _ in 0..<6 {
-            let t0 = Profile.now()
-            Float.gemm(transA: false, transB: false, m: size, n: size, k: size, alpha: 1, a: a.base, lda: size,
-                       b: b.base, ldb: size, beta: 0, c: c.base, ldc: size)
-            times.append(Profile.now() - t0)
-        }
-        let median = times.dropFirst().sorted()[2]
-        return 2 * Double(size * size * size) / median / 1e9
-    }
 
     /// Two tables of `net`'s convolutions, each timed on its own (a copy with random weights and
     /// data, n images), forward then backward with the input gradient; medians over `repeats`.
@@ -282,5 +285,33 @@ extension Bench {
         }
         lines.append(String(format: "| unaccounted | %.1f | %.1f %% |", 1000 * (total - accounted) / Double(steps), 100 * (total - accounted) / total))
         return lines.joined(separator: "\n")
+    }
+}
+
+/// The ceiling `bench` compares the step with: a 1024 x 1024 x 1024 SGEMM on the current OpenBLAS
+/// threads, its buffers made (and one product run) once, then timed on demand between the steps.
+/// A machine shared with other work drifts by 5-25 % within a minute here, so a ceiling timed
+/// once after the steps could fall on a faster or slower moment than the steps did.
+final class SGEMMProbe {
+    static let size = 1024
+    /// Samples taken after the last step, so that one timed step still gets a median of several.
+    static let samplesAfter = 3
+    let a = Buffer<Float>(count: size * size), b = Buffer<Float>(count: size * size), c = Buffer<Float>(count: size * size)
+    /// GFLOP/s of each product timed.
+    private(set) var samples: [Double] = []
+
+    init() {
+        for i in 0..<(Self.size * Self.size) { a.base[i] = Float(i % 7) * 1e-3; b.base[i] = Float(i % 5) * 1e-3 }
+        _ = time()  // touches c and OpenBLAS's buffers
+    }
+
+    /// Times one product and keeps its rate.
+    func sample() { samples.append(2 * Double(Self.size * Self.size * Self.size) / time() / 1e9) }
+
+    private func time() -> Double {
+        let t0 = Profile.now()
+        Float.gemm(transA: false, transB: false, m: Self.size, n: Self.size, k: Self.size, alpha: 1, a: a.base, lda: Self.size,
+                   b: b.base, ldb: Self.size, beta: 0, c: c.base, ldc: Self.size)
+        return Profile.now() - t0
     }
 }

@@ -187,6 +187,35 @@ func worstDifference(_ a: String, _ b: String) throws -> (Double, String) {
         #expect(r.stdout.contains("| waiting for the slower rank (bench's barrier before the allreduce) |"), "\(r.stdout)")
     }
 
+    /// `bench` times its ceiling, a 1024^3 SGEMM, after each timed step and three times after
+    /// the last: the line and the JSON give the samples' median and range, the step's share of
+    /// the median, and the median share of each step against the SGEMM right after it.
+    @Test func benchTimesSGEMMBetweenSteps() throws {
+        let args = ["bench"] + Self.tiny + ["--batch-size", "8", "--bn-group", "4", "--steps", "2"]
+        let r = try CLI.run(args)
+        #expect(r.status == 0, "\(r.output)")
+        let line = r.stdout.split(separator: "\n").first { $0.hasPrefix("SGEMM 1024x1024x1024 between the steps: ") }
+        // R GFLOP/s per process (median of N, LO-HI); the step runs at S % of it (...: median A %, LO-HI %)
+        let numbers = line.map { $0.split(whereSeparator: { " (),;-%:".contains($0) }).compactMap { Double($0) } } ?? []
+        #expect(numbers.count == 8, "\(r.stdout)")  // 1024x1024x1024 is no number
+        if numbers.count == 8 {
+            let (rate, samples, lo, hi, share, adjacent, adjacentLo, adjacentHi) =
+                (numbers[0], numbers[1], numbers[2], numbers[3], numbers[4], numbers[5], numbers[6], numbers[7])
+            #expect(samples == 5 && lo > 0 && lo <= rate && rate <= hi, "\(line!)")
+            #expect(share > 0 && adjacentLo <= adjacent && adjacent <= adjacentHi, "\(line!)")
+        }
+        let json = try CLI.run(args + ["--json"])
+        #expect(json.status == 0, "\(json.output)")
+        let field = { (name: String) in
+            json.stdout.split(separator: ",").first { $0.hasPrefix("\"\(name)\":") }.flatMap { Double($0.dropFirst(name.count + 3)) }
+        }
+        #expect(field("sgemm_samples") == 5, "\(json.stdout)")
+        if let rate = field("sgemm_gflops_per_process"), let lo = field("sgemm_min"), let hi = field("sgemm_max") {
+            #expect(lo <= rate && rate <= hi, "\(json.stdout)")
+        } else { Issue.record("no SGEMM figures: \(json.stdout)") }
+        #expect((field("step_share_of_adjacent_sgemm") ?? 0) > 0, "\(json.stdout)")
+    }
+
     /// `bench --alternate` times each setting of a switch in the same run: the line names both
     /// medians, each within its steps' range, and their ratio; the JSON carries both medians and
     /// stays one object.
