@@ -3,7 +3,9 @@
 # resnext-ddp's scaling from 1 to 16 processes (docs/performance.md, "On a 16-core AVX-512
 # Xeon"). Each section prints what it ran and one JSON line per run (or the whole output to
 # $OUT/NAME.txt); everything is also appended to $OUT/log.
-#   scripts/many-core-runs.sh info s16x2 s16x8 s16x16 s64x8 s64x8t2 scale16 alt16 alt64 layers16 layers64 blas64 prof64 tune16 tune16x16 tune64 torch64
+#   scripts/many-core-runs.sh info s16x2 s16x8 s16x16 s64x8 s64x8t2 scale16 alt16 alt64 layers16 layers64 blas64 prof64 tune16 tune16x16 tune64 torch64 alttuned16 alttuned64
+# (alttuned16/64: the default paths against the tuned ones, step by step in one run: what
+# --tune-convolutions buys there)
 # Environment: RESNEXT_DDP (binary, default .build/release/resnext-ddp), TORCH_PYTHON (a python
 # with torch, default /tmp/torchref/bin/python), RESNEXT_REFERENCE (bench_torch.py's folder,
 # default ../shared/reference), OUT (default runs/many-core), OPENBLAS_CORETYPE (default: SkylakeX
@@ -55,7 +57,7 @@ full() { # name processes "VAR=value ..." bench options: the whole output to $OU
     local xs=(); for e in $envs; do xs+=(-x "$e"); done
     log "## $name np=$p $envs $*"
     mpi "${FULL_TIMEOUT:-200}" "$p" "${xs[@]}" "$BIN" bench --threads 1 "$@" > "$OUT/$name.txt" 2>&1
-    log "rc=$?"; grep -E '^median|^SGEMM|^--tune|^all conv|^the same conv' "$OUT/$name.txt" | tee -a "$OUT/log"
+    log "rc=$?"; grep -E '^median|^SGEMM|^--tune|^--alternate|^all conv|^the same conv' "$OUT/$name.txt" | tee -a "$OUT/log"
 }
 M16="--depth 29 --cardinality 4 --base-channels 16"
 M64="--depth 29 --cardinality 8 --base-channels 64"
@@ -80,6 +82,8 @@ for sec in "$@"; do
     tune16x16) full tune16x16 16 "" $M16 --batch-size 128 --bn-group 8 --steps 4 --tune-convolutions ;;
     tune64) full tune64 8 "" $M64 --batch-size 128 --steps 2 --tune-convolutions ;;
     torch64) torch 8 1 29,8,64 128 2 ;;
+    alttuned16) full alttuned16 8 "" $M16 --batch-size 128 --steps 6 --alternate tuned ;;
+    alttuned64) FULL_TIMEOUT=300 full alttuned64 8 "" $M64 --batch-size 128 --steps 2 --alternate tuned ;;
     *) echo "error: unknown section '$sec'; see the header of $0" >&2; exit 2 ;;
     esac
     log "# section $sec took $(( $(date +%s) - t0 )) s"
