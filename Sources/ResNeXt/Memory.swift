@@ -53,7 +53,7 @@ enum HugePages {
 /// set to 0) and can be set while running. `resnext-ddp bench --alternate` flips one between
 /// steps, to compare two paths in one process.
 public enum EngineSwitch: String, CaseIterable, Sendable {
-    case direct3x3 = "direct3x3", pointwise = "pointwise", rowLowering = "row-lowering", bnOnRead = "bn-on-read"
+    case direct3x3 = "direct3x3", pointwise = "pointwise", rowLowering = "row-lowering", bnOnRead = "bn-on-read", pointwiseWide = "pointwise-wide"
 
     public var environmentVariable: String {
         switch self {
@@ -61,6 +61,7 @@ public enum EngineSwitch: String, CaseIterable, Sendable {
         case .pointwise: "RESNEXT_POINTWISE"
         case .rowLowering: "RESNEXT_ROW_LOWERING"
         case .bnOnRead: "RESNEXT_BN_ON_READ"
+        case .pointwiseWide: "RESNEXT_POINTWISE_WIDE"
         }
     }
 
@@ -72,6 +73,7 @@ public enum EngineSwitch: String, CaseIterable, Sendable {
             case .pointwise: Pointwise.enabled
             case .rowLowering: RowLowering.enabled
             case .bnOnRead: NormalizedInput.enabled
+            case .pointwiseWide: Pointwise.wideStrips
             }
         }
         nonmutating set {
@@ -80,6 +82,7 @@ public enum EngineSwitch: String, CaseIterable, Sendable {
             case .pointwise: Pointwise.enabled = newValue
             case .rowLowering: RowLowering.enabled = newValue
             case .bnOnRead: NormalizedInput.enabled = newValue
+            case .pointwiseWide: Pointwise.wideStrips = newValue
             }
         }
     }
