@@ -119,13 +119,10 @@ struct Bench: ParsableCommand {
                                                  globalBatch: batchSize, bnGroup: bnGroup, optimizer: sgd, reducer: reducer,
                                                  timeAllreduce: true)
                     let t = Profile.now() - t0
-                    if i >= warmUps { times.append(t); communication.append(step.allreduceSeconds) }
-                    if i >= warmUps, alternate != nil { bySetting[setting(i) ? 1 : 0].append(t) }
                     if i >= warmUps {
-                        let wasProfiled = Profile.enabled
-                        Profile.enabled = false
+                        times.append(t); communication.append(step.allreduceSeconds)
+                        if alternate != nil { bySetting[setting(i) ? 1 : 0].append(t) }
                         probe.sample()
-                        Profile.enabled = wasProfiled
                     }
                 }
             }
@@ -153,9 +150,10 @@ struct Bench: ParsableCommand {
         let commMedian = communication.sorted()[communication.count / 2]
         let imagesPerSecond = Double(batchSize) / median
         let gflops = 6 * Double(net.macsPerImage) * imagesPerSecond / 1e9
+        let share = gflops / Double(comm.size) / sgemmMedian
         // each timed step's rate per process over the SGEMM timed right after it
-        let flopsPerProcess = 6 * Double(net.macsPerImage) * Double(batchSize) / Double(comm.size) / 1e9
-        let adjacentShares = zip(times, sgemmSamples).map { flopsPerProcess / $0 / $1 }.sorted()
+        let gigaflopsPerProcess = 6 * Double(net.macsPerImage) * Double(perRank) / 1e9
+        let adjacentShares = zip(times, sgemmSamples).map { gigaflopsPerProcess / $0 / $1 }.sorted()
         let adjacentShare = adjacentShares[adjacentShares.count / 2]
         var peaks = [Double](repeating: 0, count: comm.size)
         peaks[comm.rank] = Double(peakResidentBytes() ?? 0) / 1_048_576.0
@@ -163,13 +161,13 @@ struct Bench: ParsableCommand {
         guard comm.isRoot else { return }
         let peak = peaks.max() ?? 0
         if json {
-            print("{\"model\":\"\(config)\",\"processes\":\(comm.size),\"batch\":\(batchSize),\"per_process_batch\":\(perRank),\"bn_group\":\(bnGroup),\"threads\":\(threads),\"blas_core\":\"\(blasCoreName)\",\"steps\":\(steps),\"images_per_s\":\(String(format: "%.2f", imagesPerSecond)),\"ms_per_step\":\(String(format: "%.1f", median * 1000)),\"allreduce_ms\":\(String(format: "%.2f", commMedian * 1000)),\"bucket_mb\":\(bucketMB),\"buckets\":\(reducer.buckets),\"simulated_gbps\":\(simulateNetwork.map { "\($0)" } ?? "null"),\"gflops\":\(String(format: "%.1f", gflops)),\"sgemm_gflops_per_process\":\(String(format: "%.1f", sgemmMedian)),\"step_share_of_sgemm\":\(String(format: "%.3f", gflops / Double(comm.size) / sgemmMedian)),\"sgemm_samples\":\(count),\"sgemm_min\":\(String(format: "%.1f", sgemmSamples.min()!)),\"sgemm_max\":\(String(format: "%.1f", sgemmSamples.max()!)),\"step_share_of_adjacent_sgemm\":\(String(format: "%.3f", adjacentShare)),\"peak_mib_per_process\":\(String(format: "%.0f", peak))\(tuning.map { ",\"tuned_paths\":\"\(net.convolutionPaths)\",\"tuning_s\":\(String(format: "%.1f", $0.seconds))" } ?? "")\(alternate.map { ",\"alternate\":\"\($0.rawValue)\",\"ms_per_step_off\":\(String(format: "%.1f", offMedian * 1000)),\"ms_per_step_on\":\(String(format: "%.1f", onMedian * 1000)),\"on_off_pair_median\":\(String(format: "%.3f", pairMedian))" } ?? "")}")
+            print("{\"model\":\"\(config)\",\"processes\":\(comm.size),\"batch\":\(batchSize),\"per_process_batch\":\(perRank),\"bn_group\":\(bnGroup),\"threads\":\(threads),\"blas_core\":\"\(blasCoreName)\",\"steps\":\(steps),\"images_per_s\":\(String(format: "%.2f", imagesPerSecond)),\"ms_per_step\":\(String(format: "%.1f", median * 1000)),\"allreduce_ms\":\(String(format: "%.2f", commMedian * 1000)),\"bucket_mb\":\(bucketMB),\"buckets\":\(reducer.buckets),\"simulated_gbps\":\(simulateNetwork.map { "\($0)" } ?? "null"),\"gflops\":\(String(format: "%.1f", gflops)),\"sgemm_gflops_per_process\":\(String(format: "%.1f", sgemmMedian)),\"step_share_of_sgemm\":\(String(format: "%.3f", share)),\"sgemm_samples\":\(count),\"sgemm_min\":\(String(format: "%.1f", sgemmSamples.min()!)),\"sgemm_max\":\(String(format: "%.1f", sgemmSamples.max()!)),\"step_share_of_adjacent_sgemm\":\(String(format: "%.3f", adjacentShare)),\"peak_mib_per_process\":\(String(format: "%.0f", peak))\(tuning.map { ",\"tuned_paths\":\"\(net.convolutionPaths)\",\"tuning_s\":\(String(format: "%.1f", $0.seconds))" } ?? "")\(alternate.map { ",\"alternate\":\"\($0.rawValue)\",\"ms_per_step_off\":\(String(format: "%.1f", offMedian * 1000)),\"ms_per_step_on\":\(String(format: "%.1f", onMedian * 1000)),\"on_off_pair_median\":\(String(format: "%.3f", pairMedian))" } ?? "")}")
         } else {
             print("\(config), \(comm.size) process(es) x \(perRank) images = batch \(batchSize), BN group \(bnGroup), \(threads) thread(s) each (OpenBLAS \(blasCoreName)), \(net.store.parameterCount) parameters, \(String(format: "%.3f", Double(net.macsPerImage) / 1e9)) GMAC/image")
             print(String(format: "median of %d steps: %.1f ms/step (waiting for allreduce %.2f ms), %.2f images/s, %.1f GFLOP/s effective, peak memory %.0f MiB per process",
                          times.count, median * 1000, commMedian * 1000, imagesPerSecond, gflops, peak))
             print(String(format: "SGEMM 1024x1024x1024 between the steps: %.1f GFLOP/s per process (median of %d, %.1f-%.1f); the step runs at %.0f %% of it (each step against the SGEMM right after it: median %.0f %%, %.0f-%.0f %%)",
-                         sgemmMedian, count, sgemmSamples.min()!, sgemmSamples.max()!, 100 * gflops / Double(comm.size) / sgemmMedian,
+                         sgemmMedian, count, sgemmSamples.min()!, sgemmSamples.max()!, 100 * share,
                          100 * adjacentShare, 100 * adjacentShares.first!, 100 * adjacentShares.last!))
         }
         if !json, let warning = blasKernelWarningHere { print(warning) }
