@@ -4,8 +4,9 @@ import ResNeXt
 /// A training checkpoint: one safetensors file holding the whole `state_dict` (PyTorch names,
 /// so it also loads as a model), the momentum buffer of every parameter
 /// (`optimizer.momentum.<name>`), and in its metadata the number of completed steps and the
-/// run's settings, and the convolution paths where they were tuned. The data order, augmentation and learning rate are functions of
-/// (seed, epoch, step), so this is everything a bit-exact resume needs.
+/// run's settings, and the convolution paths where they were tuned. The data order,
+/// augmentation and learning rate are functions of (seed, epoch, step), so this is everything
+/// a bit-exact resume needs.
 public enum Checkpoint {
     public static let fileName = "checkpoint.safetensors"
     public static let format = "resnext-ddp-checkpoint-1"
