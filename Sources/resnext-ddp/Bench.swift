@@ -180,7 +180,10 @@ struct Bench: ParsableCommand {
                          pairRatios.count, pairMedian, pairRatios[0], pairRatios.last!))
         }
         if profile { print(Self.profileTable(steps: times.count, total: times.reduce(0, +))) }
-        if layers { print(Self.layerTable(net, n: perRank, repeats: max(steps, 3), seed: seed, sgemm: sgemmMedian, steps: times.count)) }
+        if layers {
+            print(Self.layerTable(net, n: perRank, repeats: max(steps, 3), seed: seed, sgemm: sgemmMedian, steps: times.count,
+                                  step: median))
+        }
     }
 }
 
@@ -223,7 +226,10 @@ extension Bench {
     /// does alone, against `sgemm` (GFLOP/s): a ceiling on the step's share of SGEMM. Next to it,
     /// what the same layers took within the `steps` timed steps (`Conv2d.profiledSeconds`), where
     /// their operands are what the layers before them left in cache, not a repetition's own.
-    static func layerTable(_ net: ResNeXt<Float>, n: Int, repeats: Int, seed: UInt64, sgemm: Double, steps: Int) -> String {
+    /// Last, the in-step figures by kind of convolution, and the step's budget at 70 % of the
+    /// SGEMM (the issue's goal) against the `step` (seconds, the timed steps' median).
+    static func layerTable(_ net: ResNeXt<Float>, n: Int, repeats: Int, seed: UInt64, sgemm: Double, steps: Int,
+                           step: Double) -> String {
         let paths: [(name: String, path: ConvolutionPath)] = [
             ("im2col + GEMM", .openBLAS), ("default", .rules), ("direct, weight gradient too", .directWeights)]
         var lines = ["| layer | C -> K, groups, stride, input, kernel | path | forward ms | backward ms | of which im2col/col2im ms | GFLOP/s |",
@@ -246,6 +252,7 @@ extension Bench {
         lines += ["", "| layer (and those of the same shape) | C -> K, groups, stride, input, kernel | layers | forward ms | backward ms | ms per step, all of them | GFLOP/s | in the step: ms per step, all of them | GFLOP/s |",
                   "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
         var total = 0.0, totalFlops = 0.0, totalInStep = 0.0
+        var kinds: [(name: String, layers: Int, flops: Double, inStep: Double)] = []
         for (layers, h, w, stem) in shapes {
             let model = layers[0], count = layers.count
             let inStep = layers.reduce(0) { $0 + $1.profiledSeconds } / Double(steps)
@@ -255,6 +262,12 @@ extension Bench {
             total += Double(count) * (t.forward + t.backward)
             totalFlops += Double(count) * t.flops
             totalInStep += inStep
+            let kind = convolutionKind(model, stem: stem)
+            if let k = kinds.firstIndex(where: { $0.name == kind }) {
+                kinds[k].layers += count; kinds[k].flops += Double(count) * t.flops; kinds[k].inStep += inStep
+            } else {
+                kinds.append((kind, count, Double(count) * t.flops, inStep))
+            }
             lines.append(String(format: "| %@ | %@ | %d | %.2f | %.2f | %.1f | %.1f | %.2f | %.1f |", model.name, shapeText(model, h, w),
                                 count, t.forward * 1000, t.backward * 1000,
                                 Double(count) * (t.forward + t.backward) * 1000, t.flops / (t.forward + t.backward) / 1e9,
@@ -264,7 +277,27 @@ extension Bench {
                             total * 1000, n, totalFlops / total / 1e9, 100 * totalFlops / total / 1e9 / sgemm))
         lines.append(String(format: "the same convolutions within the steps: %.2f ms per step, %.1f GFLOP/s, %.0f %% of the SGEMM above",
                             totalInStep * 1000, totalFlops / totalInStep / 1e9, 100 * totalFlops / totalInStep / 1e9 / sgemm))
+        lines += ["", "| kind of convolution (within the steps) | layers | share of their arithmetic | ms per step | GFLOP/s | share of the SGEMM above |",
+                  "|---|---:|---:|---:|---:|---:|"]
+        for k in kinds.sorted(by: { $0.inStep > $1.inStep }) {
+            lines.append(String(format: "| %@ | %d | %.0f %% | %.1f | %.1f | %.0f %% |", k.name, k.layers, 100 * k.flops / totalFlops,
+                                k.inStep * 1000, k.flops / k.inStep / 1e9, 100 * k.flops / k.inStep / 1e9 / sgemm))
+        }
+        // the step at 70 % of the SGEMM, and what is left of it once the rest of the step is paid
+        let stepFlops = 6 * Double(net.macsPerImage) * Double(n)
+        let target = stepFlops / (0.7 * sgemm * 1e9), rest = step - totalInStep
+        lines.append(String(format: "70 %% of the SGEMM above is a step of %.1f ms (these steps: %.1f ms, of which %.1f outside the "
+                            + "convolutions); at this rest the convolutions would need %@", target * 1000, step * 1000, rest * 1000,
+                            target > rest ? String(format: "%.0f %% of the SGEMM", 100 * totalFlops / (target - rest) / 1e9 / sgemm)
+                                : "to take no time"))
         return lines.joined(separator: "\n")
+    }
+
+    /// The row of the by-kind table a convolution falls in.
+    static func convolutionKind(_ c: Conv2d<Float>, stem: Bool) -> String {
+        if stem { return "stem (3x3, no input gradient)" }
+        let shape = c.kernel == 1 ? "1x1" : "\(c.kernel)x\(c.kernel)\(c.groups > 1 ? " grouped" : "")"
+        return "\(shape), stride \(c.stride)\(c.kernel == 1 && c.stride > 1 ? " (projection shortcuts)" : "")"
     }
 
     static func shapeText(_ c: Conv2d<Float>, _ h: Int, _ w: Int) -> String {

@@ -279,7 +279,7 @@ func worstDifference(_ a: String, _ b: String) throws -> (Double, String) {
         let one = try CLI.run(args)
         #expect(one.status == 0, "\(one.output)")
         let tables = one.stdout.components(separatedBy: "\n\n")
-        #expect(tables.count == 2, "\(one.stdout)")
+        #expect(tables.count == 3, "\(one.stdout)")
         // the paths of each grouped 3x3 shape (3) and of each 1x1 stride-1 shape (OpenBLAS, ours)
         let rows = tables[0].split(separator: "\n").filter { $0.hasPrefix("| stage") }
         let grouped = rows.filter { $0.contains("3x3 |") }, pointwise = rows.filter { $0.contains("1x1 |") }
@@ -290,7 +290,7 @@ func worstDifference(_ a: String, _ b: String) throws -> (Double, String) {
         #expect(pointwise.filter { $0.contains("| OpenBLAS GEMM |") }.count == pointwiseShapes.count, "\(one.stdout)")
         // every convolution: one row per distinct shape, the layer counts adding up to the
         // model's convolutions (stem, 3 per block, 3 projection shortcuts), and the per-step sum
-        let all = tables.last!.split(separator: "\n").filter { $0.hasPrefix("| conv") || $0.hasPrefix("| stage") }
+        let all = tables[1].split(separator: "\n").filter { $0.hasPrefix("| conv") || $0.hasPrefix("| stage") }
         let counts = all.map { Int($0.split(separator: "|")[2].trimmingCharacters(in: .whitespaces)) ?? 0 }
         let perStep = all.map { Double($0.split(separator: "|")[5].trimmingCharacters(in: .whitespaces)) ?? .nan }
         let layers: Int = counts.reduce(0, +), expected = 1 + 3 * 3 + 3
@@ -310,6 +310,34 @@ func worstDifference(_ a: String, _ b: String) throws -> (Double, String) {
         let step = one.stdout.split(separator: "\n").first { $0.hasPrefix("median of ") }
         let stepMs: Double? = step.flatMap { Double($0.split(separator: " ")[4]) }
         #expect(stepMs != nil && statedInStep != nil && statedInStep! < stepMs!, "\(one.stdout)")
+        // by kind: the stem, 1x1 stride 1, 1x1 stride 2 (shortcuts), 3x3 grouped stride 1 and 2,
+        // with every layer once, the shares of the arithmetic adding up to 100 % and the in-step
+        // times to the in-step total
+        let kinds = tables[2].split(separator: "\n").filter { $0.hasPrefix("| ") && !$0.hasPrefix("| kind") }
+            .map { $0.split(separator: "|").map { $0.trimmingCharacters(in: .whitespaces) } }
+        #expect(Set(kinds.map { $0[0] }) == ["stem (3x3, no input gradient)", "1x1, stride 1", "1x1, stride 2 (projection shortcuts)",
+                                             "3x3 grouped, stride 1", "3x3 grouped, stride 2"], "\(one.stdout)")
+        #expect(kinds.map { Int($0[1]) ?? 0 }.reduce(0, +) == expected, "\(one.stdout)")
+        let shares = kinds.map { Double($0[2].replacingOccurrences(of: " %", with: "")) ?? .nan }
+        #expect(abs(shares.reduce(0, +) - 100) <= Double(kinds.count), "\(one.stdout)")
+        let kindMs = kinds.map { Double($0[3]) ?? .nan }
+        #expect(statedInStep != nil && abs(kindMs.reduce(0, +) - statedInStep!) <= rounding, "\(one.stdout)")
+        // the budget: 70 % of the SGEMM as a step, i.e. the step scaled by its own share of the
+        // SGEMM over 0.7 (from the effective GFLOP/s of the median line and the SGEMM line)
+        let budget = one.stdout.split(separator: "\n").first { $0.hasPrefix("70 % of the SGEMM above is a step of ") }
+        let targetMs: Double? = budget.flatMap { Double($0.split(separator: " ")[10]) }
+        let sgemmLine = one.stdout.split(separator: "\n").first { $0.hasPrefix("SGEMM 1024x1024x1024 between the steps: ") }
+        let sgemm: Double? = sgemmLine.flatMap { Double($0.split(separator: " ")[5]) }
+        let effective: Double? = step.flatMap { line in
+            let words = line.split(separator: " ")
+            return words.firstIndex(of: "effective,").flatMap { Double(words[$0 - 2]) }
+        }
+        if let targetMs, let sgemm, let effective, let stepMs {
+            let expectedMs = stepMs * effective / sgemm / 0.7
+            #expect(abs(targetMs - expectedMs) <= 0.05 * expectedMs + 0.15, "\(one.stdout)")
+        } else {
+            Issue.record("budget line, SGEMM line or median line unreadable: \(one.stdout)")
+        }
         let two = try MPI.run(2, args)
         #expect(two.status != 0)
         #expect(two.output.contains("error: --layers times single layers; run it in one process, without mpirun"), "\(two.output)")
