@@ -289,7 +289,7 @@ extension Bench {
         lines.append(String(format: "70 %% of the SGEMM above is a step of %.1f ms (these steps: %.1f ms, of which %.1f outside the "
                             + "convolutions); at this rest the convolutions would need %@", target * 1000, step * 1000, rest * 1000,
                             target > rest ? String(format: "%.0f %% of the SGEMM", 100 * totalFlops / (target - rest) / 1e9 / sgemm)
-                                : "to take no time"))
+                                : "more than all of it: the rest alone is longer"))
         return lines.joined(separator: "\n")
     }
 
