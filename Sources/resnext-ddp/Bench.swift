@@ -182,7 +182,7 @@ struct Bench: ParsableCommand {
         if profile { print(Self.profileTable(steps: times.count, total: times.reduce(0, +))) }
         if layers {
             print(Self.layerTable(net, n: perRank, repeats: max(steps, 3), seed: seed, sgemm: sgemmMedian, steps: times.count,
-                                  step: median))
+                                  step: median, share: share))
         }
     }
 }
@@ -227,9 +227,10 @@ extension Bench {
     /// what the same layers took within the `steps` timed steps (`Conv2d.profiledSeconds`), where
     /// their operands are what the layers before them left in cache, not a repetition's own.
     /// Last, the in-step figures by kind of convolution, and the step's budget at 70 % of the
-    /// SGEMM (the issue's goal) against the `step` (seconds, the timed steps' median).
+    /// SGEMM (the issue's goal): the `step` (seconds, the timed steps' median) scaled from its
+    /// `share` of the SGEMM to 70 %.
     static func layerTable(_ net: ResNeXt<Float>, n: Int, repeats: Int, seed: UInt64, sgemm: Double, steps: Int,
-                           step: Double) -> String {
+                           step: Double, share: Double) -> String {
         let paths: [(name: String, path: ConvolutionPath)] = [
             ("im2col + GEMM", .openBLAS), ("default", .rules), ("direct, weight gradient too", .directWeights)]
         var lines = ["| layer | C -> K, groups, stride, input, kernel | path | forward ms | backward ms | of which im2col/col2im ms | GFLOP/s |",
@@ -284,8 +285,7 @@ extension Bench {
                                 k.inStep * 1000, k.flops / k.inStep / 1e9, 100 * k.flops / k.inStep / 1e9 / sgemm))
         }
         // the step at 70 % of the SGEMM, and what is left of it once the rest of the step is paid
-        let stepFlops = 6 * Double(net.macsPerImage) * Double(n)
-        let target = stepFlops / (0.7 * sgemm * 1e9), rest = step - totalInStep
+        let target = step * share / 0.7, rest = step - totalInStep
         lines.append(String(format: "70 %% of the SGEMM above is a step of %.1f ms (these steps: %.1f ms, of which %.1f outside the "
                             + "convolutions); at this rest the convolutions would need %@", target * 1000, step * 1000, rest * 1000,
                             target > rest ? String(format: "%.0f %% of the SGEMM", 100 * totalFlops / (target - rest) / 1e9 / sgemm)
