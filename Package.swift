@@ -24,6 +24,10 @@ let package = Package(
             pkgConfig: "ompi-c",
             providers: [.apt(["libopenmpi-dev", "openmpi-bin"])]
         ),
+        // What the processor supports, and the check (before main) that it runs every instruction
+        // set the build targeted: C, because it must run before any Swift code and be compiled
+        // for the baseline x86-64 whatever the rest of the build targets.
+        .target(name: "HostCPU"),
         // The only code that touches MPI types: plain C functions for Swift.
         .target(
             name: "MPIShim",
@@ -34,6 +38,7 @@ let package = Package(
             name: "ResNeXt",
             dependencies: [
                 "CBLAS",
+                "HostCPU",
                 .product(name: "RealModule", package: "swift-numerics"),
             ]
         ),

@@ -17,8 +17,10 @@ trap 'rm -rf "$work"' EXIT
 # the static Foundation links -lcurl, which Debian ships only as libcurl.so.4 without the dev package
 mkdir -p "$work/link" "$work/pack/lib" "$work/pack/curl"
 ln -s /usr/lib/x86_64-linux-gnu/libcurl.so.4 "$work/link/libcurl.so"
-swift build -c release --static-swift-stdlib --build-path .build-static -Xswiftc -target-cpu -Xswiftc haswell \
-    -Xlinker -L"$work/link"
+# built for haswell (AVX2 + FMA) unless RESNEXT_TARGET_CPU says otherwise: the device is another processor
+. scripts/build-flags.sh
+resnext_build_flags "${RESNEXT_TARGET_CPU:-haswell}"
+swift build -c release --static-swift-stdlib --build-path .build-static "${build_flags[@]}" -Xlinker -L"$work/link"
 strip -o "$work/pack/resnext-ddp" .build-static/release/resnext-ddp
 for lib in libopenblas.so.0 libgfortran.so.5 libquadmath.so.0; do cp -L "/usr/lib/x86_64-linux-gnu/$lib" "$work/pack/lib/"; done
 cp -L /usr/lib/x86_64-linux-gnu/libcurl.so.4 "$work/pack/curl/"

@@ -10,13 +10,16 @@ public final class Trainer {
     public let settings: TrainSettings
     public let comm: Communicator
     let say: (String) -> Void
+    let startupLines: [String]
 
     public private(set) var net: ResNeXt<Float>!
 
-    /// `say` prints a line; it is called on rank 0 only.
-    public init(settings: TrainSettings, comm: Communicator, say: @escaping (String) -> Void) {
+    /// `say` prints a line; it is called on rank 0 only. `startupLines` (the command's: which
+    /// OpenBLAS kernels run and why) are printed once the run is set up.
+    public init(settings: TrainSettings, comm: Communicator, startupLines: [String] = [], say: @escaping (String) -> Void) {
         self.settings = settings
         self.comm = comm
+        self.startupLines = startupLines
         self.say = say
     }
 
@@ -83,7 +86,7 @@ public final class Trainer {
         }
         // then config.json and every checkpoint record the paths
         let tunedPaths = setup.paths != nil || s.tuneConvolutions == true
-        if let warning = blasKernelWarningHere { log(warning) }
+        for line in startupLines { log(line) }
         if !tunedPaths, let hint = untunedAVX512Hint { log(hint) }
         let fault = InjectedFault.fromEnvironment()
 

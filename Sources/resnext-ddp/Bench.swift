@@ -170,7 +170,7 @@ struct Bench: ParsableCommand {
                          sgemmMedian, count, sgemmSamples.min()!, sgemmSamples.max()!, 100 * share,
                          100 * adjacentShare, 100 * adjacentShares.first!, 100 * adjacentShares.last!))
         }
-        if !json, let warning = blasKernelWarningHere { print(warning) }
+        if !json { print(Startup.blasKernelsLine) }
         if !json && !tuneConvolutions && alternate == nil && !layers, let hint = untunedAVX512Hint { print(hint) }
         if let tuning, !json { print(ConvolutionTuner.report(tuning.choices, processes: comm.size, seconds: tuning.seconds)) }
         if let alternate, !json {

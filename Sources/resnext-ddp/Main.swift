@@ -9,6 +9,12 @@ struct ResNeXtDDP: ParsableCommand {
         version: resnextDDPVersion,
         subcommands: [Train.self, Eval.self, Bench.self, Download.self]
     )
+
+    /// Chooses OpenBLAS's kernels (possibly restarting the process) before the command runs.
+    static func main() {
+        Startup.blasKernels = Startup.chooseBLASKernels()
+        main(nil)
+    }
 }
 
 /// Model shape options shared by every subcommand.

@@ -68,7 +68,7 @@ struct Train: ParsableCommand {
 
     func run() throws {
         let comm = makeCommunicator()
-        let trainer = Trainer(settings: settings, comm: comm) { FileHandleOutput.standardOutput.write($0 + "\n") }
+        let trainer = Trainer(settings: settings, comm: comm, startupLines: [Startup.blasKernelsLine]) { FileHandleOutput.standardOutput.write($0 + "\n") }
         do {
             try trainer.run()
         } catch {

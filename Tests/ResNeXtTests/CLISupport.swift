@@ -26,13 +26,16 @@ enum CLI {
     }
 
     /// Runs a command line, reading both pipes to the end before waiting (a full pipe deadlocks).
-    static func run(_ arguments: [String], executable: String = CLI.executable, environment: [String: String] = [:]) throws -> Result {
+    /// `environment` is added to the test's own; the variables in `unset` are removed from it.
+    static func run(_ arguments: [String], executable: String = CLI.executable, environment: [String: String] = [:],
+                    unset: [String] = []) throws -> Result {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
         var env = ProcessInfo.processInfo.environment
         env["OPENBLAS_NUM_THREADS"] = "1"
         for (k, v) in environment { env[k] = v }
+        for k in unset { env[k] = nil }
         process.environment = env
         let out = Pipe(), err = Pipe()
         process.standardOutput = out

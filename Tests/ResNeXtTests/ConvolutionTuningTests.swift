@@ -116,22 +116,3 @@ import Testing
         #expect(other.convolutionPaths == "")
     }
 }
-
-/// `blasKernelWarning`: only where OpenBLAS picked kernels without FMA on a processor with AVX2
-/// and FMA, naming the family to set.
-@Suite struct BLASKernelWarningTests {
-    @Test func warnsOnlyOnKernelsWithoutFMA() throws {
-        let avx2: Set<String> = ["sse4_2", "avx", "avx2", "fma"], avx512 = avx2.union(["avx512f", "avx512vl"])
-        #expect(blasKernelWarning(coreName: "Zen", cpuFlags: avx2, vendor: "AuthenticAMD") == nil)
-        #expect(blasKernelWarning(coreName: "Haswell", cpuFlags: avx512, vendor: "AuthenticAMD") == nil, "Haswell kernels on Zen 4 are fine")
-        #expect(blasKernelWarning(coreName: "SkylakeX", cpuFlags: avx512, vendor: "GenuineIntel") == nil)
-        #expect(blasKernelWarning(coreName: "Prescott", cpuFlags: ["sse3"], vendor: "GenuineIntel") == nil, "an old processor gets old kernels")
-        let intel = try #require(blasKernelWarning(coreName: "Sandybridge", cpuFlags: avx512, vendor: "GenuineIntel"))
-        #expect(intel.contains("OpenBLAS picked its Sandybridge kernels") && intel.contains("AVX-512") && intel.contains("OPENBLAS_CORETYPE=SkylakeX"), "\(intel)")
-        let amd = try #require(blasKernelWarning(coreName: "Prescott", cpuFlags: avx2, vendor: "AuthenticAMD"))
-        #expect(amd.contains("OPENBLAS_CORETYPE=Zen") && !amd.contains("AVX-512"), "\(amd)")
-        #expect(blasKernelWarning(coreName: "Core2", cpuFlags: avx2, vendor: "")?.contains("OPENBLAS_CORETYPE=Haswell") == true)
-        // this machine's OpenBLAS picked a family with FMA (the CI machines have AVX2 and FMA)
-        #expect(blasKernelWarningHere == nil, "\(blasCoreName)")
-    }
-}
