@@ -134,6 +134,25 @@ func worstDifference(_ a: String, _ b: String, include: (String) -> Bool = { _ i
         }
     }
 
+    /// The same run twice (same process count, threads, kernels): the same bits, at 1 and 2 processes.
+    @Test func sameRunTwiceIsBitwiseEqual() throws {
+        let data = try SyntheticCIFAR.folder(train: [("data_batch_1.bin", 64)], test: 12)
+        for p in [1, 2] {
+            var files: [SafeTensorsFile] = []
+            for _ in 0..<2 {
+                let out = try temporaryDirectory()
+                let r = try MPI.run(p, ["train"] + Self.pCase + ["--data-dir", data, "--max-steps", "4", "--outdir", out])
+                #expect(r.status == 0, "P=\(p): \(r.output)")
+                files.append(try SafeTensorsFile(path: out + "/checkpoint.safetensors"))
+            }
+            // every tensor (parameters, statistics, momentum); the metadata names the run's folders
+            #expect(files[0].names == files[1].names && !files[0].names.isEmpty)
+            for name in files[0].names where files[0].tensors[name]!.dtype == .f32 {
+                #expect(try files[0].floats(name).map(\.bitPattern) == files[1].floats(name).map(\.bitPattern), "P=\(p): \(name) differs")
+            }
+        }
+    }
+
     /// The fixture-exact run under mpirun -np 2 and -np 4, for every fixture whose batch allows it.
     @Test func fixtureExactRunsUnderMPI() throws {
         var ran = 0
