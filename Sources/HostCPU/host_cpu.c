@@ -112,18 +112,27 @@ static const char *const targeted[] = {
 #endif
 };
 
-// __builtin_cpu_supports takes a literal: one line per name. It also asks the operating system
-// whether it saves the AVX and AVX-512 registers (XGETBV), so a feature is usable, not only present.
+// Every instruction set this module knows, in /proc/cpuinfo's spelling, which is also
+// __builtin_cpu_supports'. That builtin takes a literal, hence the list as a macro.
+#define HOST_CPU_FEATURES(X)                                                                      \
+    X("sse3") X("ssse3") X("sse4.1") X("sse4.2") X("popcnt") X("avx") X("avx2") X("fma")          \
+    X("f16c") X("bmi") X("bmi2") X("movbe") X("avx512f") X("avx512bw") X("avx512dq")            \
+    X("avx512vl") X("avx512cd") X("avx512vnni") X("avx512bf16") X("avx512vbmi") X("avx512vbmi2") \
+    X("avx512ifma") X("avx512bitalg") X("avx512vpopcntdq") X("avx512fp16")                      \
+    X("avx512vp2intersect") X("avxvnni") X("gfni") X("vaes") X("vpclmulqdq")
+
+#define NAME(literal) literal,
+static const char *const known[] = {HOST_CPU_FEATURES(NAME) NULL};
+
+const char *const *host_cpu_known_features(void) { return known; }
+
+// __builtin_cpu_supports also asks the operating system whether it saves the AVX and AVX-512
+// registers (XGETBV), so a feature is usable, not only present.
 #define CHECK(literal) if (strcmp(name, literal) == 0) return __builtin_cpu_supports(literal) ? 1 : 0;
 
 int host_cpu_supports(const char *name) {
     __builtin_cpu_init();
-    CHECK("sse3") CHECK("ssse3") CHECK("sse4.1") CHECK("sse4.2") CHECK("popcnt") CHECK("avx")
-    CHECK("avx2") CHECK("fma") CHECK("f16c") CHECK("bmi") CHECK("bmi2") CHECK("movbe")
-    CHECK("avx512f") CHECK("avx512bw") CHECK("avx512dq") CHECK("avx512vl") CHECK("avx512cd")
-    CHECK("avx512vnni") CHECK("avx512bf16") CHECK("avx512vbmi") CHECK("avx512vbmi2")
-    CHECK("avx512ifma") CHECK("avx512bitalg") CHECK("avx512vpopcntdq") CHECK("avx512fp16")
-    CHECK("avx512vp2intersect") CHECK("avxvnni") CHECK("gfni") CHECK("vaes") CHECK("vpclmulqdq")
+    HOST_CPU_FEATURES(CHECK)
     return -1;
 }
 
@@ -133,8 +142,6 @@ const char *host_cpu_vendor(void) {
     if (__builtin_cpu_is("amd")) return "AuthenticAMD";
     return "";
 }
-
-const char *host_cpu_build_target(void) { return build_cpu; }
 
 int host_cpu_missing_features(char *out, size_t length) {
     int missing = 0;
@@ -181,9 +188,10 @@ __attribute__((constructor(101))) static void host_cpu_check_build_target(void) 
 
 #else
 
+static const char *const known[] = {NULL};
+const char *const *host_cpu_known_features(void) { return known; }
 int host_cpu_supports(const char *name) { (void)name; return -1; }
 const char *host_cpu_vendor(void) { return ""; }
-const char *host_cpu_build_target(void) { return ""; }
 int host_cpu_missing_features(char *out, size_t length) { if (length > 0) out[0] = 0; return 0; }
 
 #endif

@@ -12,24 +12,20 @@ public struct Processor: Sendable, Equatable {
     }
 
     /// The instruction sets HostCPU knows, in /proc/cpuinfo's spelling.
-    public static let knownFeatures = [
-        "sse3", "ssse3", "sse4.1", "sse4.2", "popcnt", "avx", "avx2", "fma", "f16c", "bmi", "bmi2", "movbe",
-        "avx512f", "avx512bw", "avx512dq", "avx512vl", "avx512cd", "avx512vnni", "avx512bf16", "avx512vbmi",
-        "avx512vbmi2", "avx512ifma", "avx512bitalg", "avx512vpopcntdq", "avx512fp16", "avx512vp2intersect", "avxvnni", "gfni", "vaes",
-        "vpclmulqdq",
-    ]
+    public static let knownFeatures: [String] = {
+        var names: [String] = []
+        var p = host_cpu_known_features()!
+        while let name = p.pointee {
+            names.append(String(cString: name))
+            p += 1
+        }
+        return names
+    }()
 
     /// This machine's processor.
     public static let current = Processor(
         vendor: String(cString: host_cpu_vendor()),
         features: Set(knownFeatures.filter { host_cpu_supports($0) == 1 }))
-
-    /// The CPU this binary was built for (scripts/setup's RESNEXT_TARGET_CPU, resolved), or
-    /// "the compiler's default target" when built without one.
-    public static var buildTarget: String {
-        let name = String(cString: host_cpu_build_target())
-        return name.isEmpty ? "the compiler's default target" : name
-    }
 
     /// AVX2 with FMA: what OpenBLAS's Haswell and Zen kernels need.
     public var hasFMA: Bool { features.isSuperset(of: ["avx", "avx2", "fma"]) }

@@ -69,12 +69,9 @@ func worstDifference(_ a: String, _ b: String, include: (String) -> Bool = { _ i
             net.initialize(seed: seed)
             var rng = SplitMix64(seed: draw)
             net.trainStep(images: images, labels: labels, n: batch, bnGroup: bnGroup, optimizer: SGD(learningRate: 0.1 * 32 / 128)) {
-                let g = net.store.grads.base
-                for i in 0..<net.store.parameterCount { g[i] *= Float(1 + noise * (2 * rng.nextUnitDouble() - 1)) }
+                net.moveGradients(byRelativeNoise: noise, &rng)
             }
-            var out: [String: [Double]] = [:]
-            for e in net.store.entries where e.kind != .counter { out[e.name] = net.store.values(e.name)!.map(Double.init) }
-            return out
+            return net.stateByName
         }
         let plain = try state(noise: 0, draw: 0)
         var worst = 0.0

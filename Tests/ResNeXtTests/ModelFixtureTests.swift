@@ -197,17 +197,11 @@ struct ModelCase {
             labels.withUnsafeBufferPointer { y in
                 for _ in 0..<c.steps {
                     net.trainStep(images: x.baseAddress!, labels: y.baseAddress!, n: c.batch, bnGroup: c.bnGroup,
-                                  optimizer: c.optimizer) {
-                        guard noise > 0 else { return }
-                        let g = net.store.grads.base
-                        for i in 0..<net.store.parameterCount { g[i] *= Float(1 + noise * (2 * rng.nextUnitDouble() - 1)) }
-                    }
+                                  optimizer: c.optimizer) { net.moveGradients(byRelativeNoise: noise, &rng) }
                 }
             }
         }
-        var out: [String: [Double]] = [:]
-        for e in net.store.entries where e.kind != .counter { out[e.name] = net.store.values(e.name)!.map(Double.init) }
-        return out
+        return net.stateByName
     }
 
     /// How far float64 gradients of one step move when the state stored under `prefix` and the

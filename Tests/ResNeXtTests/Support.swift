@@ -152,3 +152,20 @@ struct ConvolutionResult {
         #expect(relativeError(dw, ref(reference.dw)) < 1e-6, "dW \(label)")
     }
 }
+
+extension ResNeXt where T == Float {
+    /// Moves every gradient by uniform relative noise of size `noise` (another float32 engine's
+    /// rounding, or another summation order): g *= 1 + u, u in [-noise, noise]. Nothing with 0.
+    func moveGradients(byRelativeNoise noise: Double, _ rng: inout SplitMix64) {
+        guard noise > 0 else { return }
+        let g = store.grads.base
+        for i in 0..<store.parameterCount { g[i] *= Float(1 + noise * (2 * rng.nextUnitDouble() - 1)) }
+    }
+
+    /// Parameters and BN statistics by name, in float64 (the counters left out).
+    var stateByName: [String: [Double]] {
+        var out: [String: [Double]] = [:]
+        for e in store.entries where e.kind != .counter { out[e.name] = store.values(e.name)!.map(Double.init) }
+        return out
+    }
+}

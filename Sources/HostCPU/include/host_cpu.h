@@ -6,6 +6,9 @@
 
 #include <stddef.h>
 
+/// The names `host_cpu_supports` knows, NULL-terminated (none on a processor other than x86-64).
+const char *const *host_cpu_known_features(void);
+
 /// 1 if the processor and the operating system support the instruction set `name` (the names of
 /// /proc/cpuinfo and of GCC's __builtin_cpu_supports: "avx2", "fma", "avx512f", ...), 0 if not,
 /// -1 for a name this module does not know or on a processor other than x86-64.
@@ -13,10 +16,6 @@ int host_cpu_supports(const char *name);
 
 /// "GenuineIntel", "AuthenticAMD", or "" (another vendor, or not x86-64).
 const char *host_cpu_vendor(void);
-
-/// The CPU the build targeted (scripts/setup's RESNEXT_TARGET_CPU, resolved: "znver4",
-/// "haswell", ...), or "" for the compiler's default target.
-const char *host_cpu_build_target(void);
 
 /// The instruction sets the build targeted that this processor lacks, comma-separated, written
 /// into `out` (at most `length` bytes, NUL-terminated). Returns how many are missing.
