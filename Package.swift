@@ -46,14 +46,27 @@ let package = Package(
         // processes only through the Communicator protocol.
         .target(
             name: "ResNeXtTrain",
-            dependencies: ["ResNeXt"]
+            dependencies: ["ResNeXt", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
+        // The Communicator over MPI_COMM_WORLD, and how a process finds out it is one rank of a job.
+        .target(
+            name: "ResNeXtMPI",
+            dependencies: ["ResNeXtTrain", "MPIShim"]
+        ),
+        // What `bench` measures and prints (timed steps, the SGEMM ceiling, profile and layer
+        // tables, paths in alternation, a simulated network link): nothing here is in `train`.
+        .target(
+            name: "ResNeXtBench",
+            dependencies: ["ResNeXt", "ResNeXtTrain"]
+        ),
+        // The command line: train, eval, bench, download.
         .executableTarget(
             name: "resnext-ddp",
             dependencies: [
                 "ResNeXt",
                 "ResNeXtTrain",
-                "MPIShim",
+                "ResNeXtMPI",
+                "ResNeXtBench",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -62,9 +75,15 @@ let package = Package(
             name: "AllocCounter",
             path: "Tests/AllocCounter"
         ),
+        // Tests only: `train` with a fault injected on one rank (a communicator that fails).
+        .executableTarget(
+            name: "resnext-ddp-faults",
+            dependencies: ["ResNeXtTrain", "ResNeXtMPI", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Tests/FaultInjection"
+        ),
         .testTarget(
             name: "ResNeXtTests",
-            dependencies: ["ResNeXt", "ResNeXtTrain", "resnext-ddp", "AllocCounter"],
+            dependencies: ["ResNeXt", "ResNeXtTrain", "ResNeXtMPI", "ResNeXtBench", "resnext-ddp", "resnext-ddp-faults", "AllocCounter"],
             exclude: ["Data"]
         ),
     ]

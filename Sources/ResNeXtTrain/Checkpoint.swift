@@ -25,7 +25,7 @@ public enum Checkpoint {
         var metadata = net.stateMetadata
         metadata["checkpoint"] = format
         metadata["step"] = "\(step)"
-        metadata["settings"] = settings.json()
+        metadata["settings"] = try settings.json()
         metadata["version"] = resnextDDPVersion
         if tunedPaths { metadata[pathsKey] = net.convolutionPaths }
         try SafeTensorsFile.write(tensors, metadata: metadata, to: path)
@@ -41,9 +41,9 @@ public enum Checkpoint {
     }
 
     /// Restores weights, BN statistics, counters and momentum; returns the completed step count,
-    /// the settings and the tuned convolution paths (nil where the run did not tune them).
+    /// and the tuned convolution paths (nil where the run did not tune them).
     /// A checkpoint of another model shape is refused before anything is touched.
-    public static func load(_ path: String, into net: ResNeXt<Float>) throws -> (step: Int, settings: TrainSettings?, paths: String?) {
+    public static func load(_ path: String, into net: ResNeXt<Float>) throws -> (step: Int, paths: String?) {
         let file = try SafeTensorsFile(path: path)
         guard file.metadata["checkpoint"] == format, let step = file.metadata["step"].flatMap(Int.init) else {
             throw ResNeXtError("--resume \(path): not a resnext-ddp checkpoint (no step in its metadata); use --init to start from a model file")
@@ -62,8 +62,7 @@ public enum Checkpoint {
             }
             (net.store.momentum.base + e.offset).update(from: values, count: e.count)
         }
-        let settings = file.metadata["settings"].flatMap { try? TrainSettings.decode(json: $0) }
-        return (step, settings, file.metadata[pathsKey])
+        return (step, file.metadata[pathsKey])
     }
 }
 

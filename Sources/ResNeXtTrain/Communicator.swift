@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import ResNeXt
 
 /// What data parallelism needs from the process group. The trainer has one code path: a single
@@ -21,6 +24,8 @@ public protocol Communicator: AnyObject {
     func barrier()
     /// Stops every rank of the job with this message.
     func abort(_ message: String) -> Never
+    /// Ends this process's part in the group (MPI_Finalize); call it once, last.
+    func finish()
 }
 
 extension Communicator {
@@ -39,29 +44,10 @@ public final class SingleProcess: Communicator {
     public func waitAll() {}
     public func broadcast(_ buffer: UnsafeMutableRawPointer, bytes: Int, root: Int) {}
     public func barrier() {}
+    public func finish() {}
     public func abort(_ message: String) -> Never {
         FileHandleOutput.standardError.write("error: \(message)\n")
         exit(1)
-    }
-}
-
-#if canImport(Glibc)
-import Glibc
-#endif
-
-/// Unbuffered writes to stdout / stderr (progress lines must appear at once under mpirun).
-public struct FileHandleOutput: Sendable {
-    let fd: Int32
-    public static let standardOutput = FileHandleOutput(fd: 1)
-    public static let standardError = FileHandleOutput(fd: 2)
-    public func write(_ s: String) {
-        var bytes = Array(s.utf8)
-        var offset = 0
-        while offset < bytes.count {
-            let n = bytes.withUnsafeMutableBytes { Glibc.write(fd, $0.baseAddress! + offset, $0.count - offset) }
-            if n <= 0 { return }
-            offset += n
-        }
     }
 }
 

@@ -29,11 +29,7 @@ public struct EpochMetrics: Codable, Equatable, Sendable {
                testLoss, testAccuracy, seconds, imagesPerSecond)
     }
 
-    public var jsonLine: String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        return String(decoding: try! encoder.encode(self), as: UTF8.self)
-    }
+    public func jsonLine() throws -> String { try snakeCaseJSON(self) }
 }
 
 /// metrics.jsonl and metrics.csv in the run folder. On resume, rows after the checkpoint's
@@ -59,7 +55,7 @@ public final class MetricsLog {
     }
 
     private func rewrite() throws {
-        let jsonl = rows.map { $0.jsonLine + "\n" }.joined()
+        let jsonl = try rows.map { try $0.jsonLine() + "\n" }.joined()
         let csv = ([EpochMetrics.csvHeader] + rows.map(\.csvRow)).joined(separator: "\n") + "\n"
         try writeAtomically(Array(jsonl.utf8), to: jsonlPath)
         try writeAtomically(Array(csv.utf8), to: csvPath)

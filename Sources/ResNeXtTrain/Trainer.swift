@@ -55,7 +55,7 @@ public final class Trainer {
         var step = 0, paths: String? = nil
         if let resume = s.resumePath {
             let path = Checkpoint.resolve(resume)
-            (step, _, paths) = try Checkpoint.load(path, into: net)
+            (step, paths) = try Checkpoint.load(path, into: net)
             log("resuming from \(path) at step \(step)")
         } else if let initPath = s.initPath {
             let file = try SafeTensorsFile(path: initPath)
@@ -79,16 +79,15 @@ public final class Trainer {
         // a resumed run keeps the paths its checkpoint recorded (bit for bit the same steps)
         if let paths = setup.paths {
             log("convolution paths from the checkpoint: \(paths.isEmpty ? "the defaults" : paths)")
-        } else if s.tuneConvolutions == true {
+        } else if s.tuneConvolutions {
             let t0 = Profile.now()
             let choices = ConvolutionTuner.tune(net, n: perRank, seed: s.seed, agree: { comm.allreduceSum(&$0) })
             log(ConvolutionTuner.report(choices, processes: processes, seconds: Profile.now() - t0))
         }
         // then config.json and every checkpoint record the paths
-        let tunedPaths = setup.paths != nil || s.tuneConvolutions == true
+        let tunedPaths = setup.paths != nil || s.tuneConvolutions
         for line in startupLines { log(line) }
         if !tunedPaths, let hint = untunedAVX512Hint { log(hint) }
-        let fault = InjectedFault.fromEnvironment()
 
         let stepsPerEpoch = order.batchesPerEpoch
         let schedule = LearningRateSchedule(kind: s.schedule, baseLR: s.baseLR, targetLR: s.targetLR, milestones: s.milestones,
@@ -101,7 +100,7 @@ public final class Trainer {
         log("\(s.model): \(net.store.parameterCount) parameters; \(data.train.count) train and \(data.test.count) test images in \(s.dataDir)")
         log("\(processes) process(es) x \(perRank) images = batch \(s.batchSize); \(perRank / s.bnGroup) BN group(s) of \(s.bnGroup) per process; lr \(s.targetLR) (\(s.lr == nil ? "base-lr \(s.baseLR) x \(s.batchSize)/128" : "--lr")), \(s.schedule.rawValue)\(s.warmupEpochs > 0 ? ", warm-up \(s.warmupEpochs) epochs from \(s.baseLR)" : ""); \(stepsPerEpoch) steps per epoch, \(s.epochs) epochs")
 
-        let reducer = GradientReducer(comm: comm, store: net.store, bucketFloats: GradientReducer.floats(mebibytes: s.bucketMebibytes))
+        let reducer = GradientReducer(comm: comm, store: net.store, bucketFloats: GradientReducer.floats(mebibytes: s.bucketMB))
         let pipeline = ImagePipeline(augment: s.augment, seed: s.seed)
         let imageFloats = 3 * 32 * 32
         var images = [Float](repeating: 0, count: perRank * imageFloats)
@@ -132,7 +131,6 @@ public final class Trainer {
                 guard loss.isFinite else {
                     throw CollectiveError("loss is \(loss) at step \(step + 1) (epoch \(epoch + 1)): training diverged; lower --lr or check the data")
                 }
-                try fault?.fire(rank: rank, step: step + 1, net: net)
                 lossSum += loss; correct += right; steps += 1
                 step += 1
                 if let every = s.checkEvery, step % every == 0 { try checkReplicas(net, step: step) }
@@ -254,23 +252,12 @@ public final class Trainer {
 
     func writeConfig(net: ResNeXt<Float>, tunedPaths: Bool, trainImages: Int, testImages: Int, stepsPerEpoch: Int) throws {
         let s = settings
-        let settingsObject = try JSONSerialization.jsonObject(with: Data(s.json().utf8))
-        var object: [String: Any] = [
-            "settings": settingsObject,
-            "effective_lr": s.targetLR,
-            "processes": comm.size,
-            "per_process_batch": s.batchSize / comm.size,
-            "bn_groups_per_process": s.batchSize / comm.size / s.bnGroup,
-            "steps_per_epoch": stepsPerEpoch,
-            "parameters": net.store.parameterCount,
-            "train_images": trainImages,
-            "test_images": testImages,
-            "model": "\(s.model)",
-            "version": resnextDDPVersion,
-        ]
-        if tunedPaths { object["convolution_paths"] = net.convolutionPaths }
-        let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
-        try writeAtomically([UInt8](data) + [10], to: s.outdir + "/config.json")
+        let config = RunConfig(settings: s, effectiveLR: s.targetLR, processes: comm.size, perProcessBatch: s.batchSize / comm.size,
+                               bnGroupsPerProcess: s.batchSize / comm.size / s.bnGroup, stepsPerEpoch: stepsPerEpoch,
+                               parameters: net.store.parameterCount, trainImages: trainImages, testImages: testImages,
+                               model: "\(s.model)", version: resnextDDPVersion,
+                               convolutionPaths: tunedPaths ? net.convolutionPaths : nil)
+        try writeAtomically(Array(try config.json().utf8) + [10], to: s.outdir + "/config.json")
     }
 }
 
@@ -285,130 +272,5 @@ extension ResNeXt where T == Float {
         }
         for c in store.counters { h = (h ^ UInt64(bitPattern: c)) &* 0x100_0000_01B3 }
         return Double(h >> 11)
-    }
-}
-
-/// A fault injected for tests through `RESNEXT_INJECT_FAULT=rank=R,step=S,kind=error|diverge`:
-/// at step S, rank R fails with an error (`error`) or silently changes one weight (`diverge`).
-struct InjectedFault {
-    let rank: Int, step: Int, kind: String
-
-    static func fromEnvironment() -> InjectedFault? {
-        guard let spec = ProcessInfo.processInfo.environment["RESNEXT_INJECT_FAULT"] else { return nil }
-        var fields: [String: String] = [:]
-        for part in spec.split(separator: ",") {
-            let kv = part.split(separator: "=", maxSplits: 1).map(String.init)
-            if kv.count == 2 { fields[kv[0]] = kv[1] }
-        }
-        guard let r = fields["rank"].flatMap(Int.init), let st = fields["step"].flatMap(Int.init) else { return nil }
-        return InjectedFault(rank: r, step: st, kind: fields["kind"] ?? "error")
-    }
-
-    func fire(rank: Int, step: Int, net: ResNeXt<Float>) throws {
-        guard rank == self.rank, step == self.step else { return }
-        if kind == "diverge" {
-            net.store.params.base[0] += 1e-3
-        } else {
-            throw ResNeXtError("injected fault at step \(step)")
-        }
-    }
-}
-
-/// Sums the gradients over the ranks in buckets while the backward pass still runs, as
-/// PyTorch DDP's `bucket_cap_mb`. The gradients are one flat buffer in `state_dict` order and the
-/// backward pass finishes them from the end towards the start, so a bucket is a contiguous range:
-/// once at least `bucketFloats` finished floats wait, their allreduce is started (nonblocking) and
-/// the backward pass goes on; the rest is started when the backward pass ends, then all are awaited.
-/// Every rank runs the same model, so every rank starts the same buckets in the same order.
-/// `bucketFloats` 0 reduces all gradients in one allreduce after the backward pass (no overlap).
-///
-/// `simulatedBytesPerSecond` adds a simulated network: each bucket is also "in flight" for
-/// bytes / rate seconds on one link (buckets queue on it), counted from when it is started, while
-/// the CPU goes on computing, as a NIC's transfer would; `finish` waits until the link is idle.
-/// It shows what the overlap buys on a slow network on a machine whose ranks share memory.
-public final class GradientReducer {
-    public let comm: Communicator
-    public let bucketFloats: Int
-    public let simulatedBytesPerSecond: Double?
-    let grads: UnsafeMutablePointer<Float>
-    let count: Int
-    var pendingFrom = 0
-    var linkIdleAt = 0.0
-    /// Buckets started in the last step.
-    public private(set) var buckets = 0
-
-    public init(comm: Communicator, store: ParameterStore<Float>, bucketFloats: Int, simulatedBytesPerSecond: Double? = nil) {
-        self.comm = comm
-        self.bucketFloats = max(0, bucketFloats)
-        self.simulatedBytesPerSecond = simulatedBytesPerSecond
-        grads = store.grads.base
-        count = store.grads.count
-    }
-
-    /// Floats per bucket for a bucket size in MiB (as `bucket_cap_mb`); 0 MiB: no buckets.
-    public static func floats(mebibytes: Double) -> Int { Int((mebibytes * 1_048_576 / 4).rounded()) }
-
-    func begin() {
-        pendingFrom = count
-        buckets = 0
-        linkIdleAt = Profile.now()
-    }
-
-    /// The gradients at offset..<count are final.
-    func ready(_ offset: Int) {
-        guard bucketFloats > 0 else { return }
-        if pendingFrom - offset >= bucketFloats {
-            start(offset..<pendingFrom)
-            pendingFrom = offset
-        }
-        _ = comm.progress()
-    }
-
-    func start(_ range: Range<Int>) {
-        comm.startAllreduceSum(grads + range.lowerBound, count: range.count)
-        buckets += 1
-        if let rate = simulatedBytesPerSecond {
-            linkIdleAt = max(Profile.now(), linkIdleAt) + Double(range.count * 4) / rate
-        }
-    }
-
-    /// Starts what is left and waits for every bucket.
-    func finish() {
-        if pendingFrom > 0 { start(0..<pendingFrom) }
-        pendingFrom = 0
-        comm.waitAll()
-        if simulatedBytesPerSecond != nil {
-            let wait = linkIdleAt - Profile.now()
-            if wait > 0 { usleep(UInt32(min(wait, 3600) * 1e6)) }
-        }
-    }
-}
-
-/// The data-parallel training step, shared by `train` and `bench`.
-public enum DataParallel {
-    /// Zero the gradients; forward and backward this process's n images (its shard of a global
-    /// batch, loss divided by the global batch) while `reducer` sums the finished gradients over
-    /// the ranks in buckets; sum the BN batch statistics; move the running statistics; take the
-    /// SGD step. Returns this process's share of the loss, its correct predictions, and the
-    /// seconds the step waited for communication after the backward pass (after a barrier when
-    /// `timeAllreduce`, so that waiting for a slower rank is not counted).
-    @discardableResult
-    public static func step(_ net: ResNeXt<Float>, images: UnsafePointer<Float>, labels: UnsafePointer<Int32>, n: Int,
-                            globalBatch: Int, bnGroup: Int, optimizer: SGD, reducer: GradientReducer,
-                            timeAllreduce: Bool = false) -> (loss: Double, correct: Int, allreduceSeconds: Double) {
-        let store = net.store, comm = reducer.comm
-        var seconds = 0.0
-        reducer.begin()
-        let result = net.trainStep(images: images, labels: labels, n: n, bnGroup: bnGroup, optimizer: optimizer,
-                                   globalBatch: globalBatch, beforeUpdate: {
-            if timeAllreduce && comm.size > 1 { Profile.measure(.imbalance) { comm.barrier() } }
-            let t0 = Profile.now()
-            Profile.measure(.communication) {
-                reducer.finish()
-                comm.allreduceSum(store.batchStats.base, count: store.batchStats.count)
-            }
-            seconds = Profile.now() - t0
-        }, gradientsReady: { reducer.ready($0) })
-        return (result.loss, result.correct, seconds)
     }
 }

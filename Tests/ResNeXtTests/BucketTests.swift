@@ -20,6 +20,7 @@ final class RecordingCommunicator: Communicator {
     func waitAll() { waits += 1 }
     func broadcast(_ buffer: UnsafeMutableRawPointer, bytes: Int, root: Int) {}
     func barrier() {}
+    func finish() {}
     func abort(_ message: String) -> Never { fatalError(message) }
 }
 

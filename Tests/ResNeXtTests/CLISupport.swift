@@ -5,17 +5,20 @@ import Testing
 
 /// Runs the resnext-ddp executable built next to the test bundle.
 enum CLI {
-    static var executable: String {
+    static var executable: String { built("resnext-ddp") }
+
+    /// An executable of this package, built next to the test bundle.
+    static func built(_ name: String) -> String {
         var candidates: [URL] = []
         let arg0 = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
         candidates.append(arg0.deletingLastPathComponent())
         candidates.append(URL(fileURLWithPath: Bundle.main.bundlePath).deletingLastPathComponent())
         candidates.append(URL(fileURLWithPath: Bundle.main.bundlePath))
         for dir in candidates {
-            let path = dir.appendingPathComponent("resnext-ddp").path
+            let path = dir.appendingPathComponent(name).path
             if FileManager.default.isExecutableFile(atPath: path) { return path }
         }
-        return candidates[0].appendingPathComponent("resnext-ddp").path
+        return candidates[0].appendingPathComponent(name).path
     }
 
     struct Result {

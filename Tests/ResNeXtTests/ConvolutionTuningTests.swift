@@ -97,8 +97,8 @@ import Testing
         let text = net.convolutionPaths
         #expect(text == "\(layers[1].name)=openblas;\(layers[5].name)=direct-weights")
         let dir = try temporaryDirectory()
-        try Checkpoint.save(net, step: 3, settings: TrainSettings(), tunedPaths: true, to: dir + "/tuned.safetensors")
-        try Checkpoint.save(net, step: 3, settings: TrainSettings(), to: dir + "/plain.safetensors")
+        try Checkpoint.save(net, step: 3, settings: .defaults, tunedPaths: true, to: dir + "/tuned.safetensors")
+        try Checkpoint.save(net, step: 3, settings: .defaults, to: dir + "/plain.safetensors")
 
         let other = try ResNeXt<Float>(Self.config, maxBatch: 2)
         let loaded = try Checkpoint.load(dir + "/tuned.safetensors", into: other)

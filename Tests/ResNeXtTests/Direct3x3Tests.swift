@@ -8,7 +8,7 @@ import Testing
 @Suite struct Direct3x3Tests {
     func run(c: Int, k: Int, groups: Int, n: Int, h: Int, w: Int, direct: Bool) -> ConvolutionResult {
         let t = ConvolutionCase(c: c, k: k, kernel: 3, padding: 1, groups: groups, n: n, h: h, w: w, seed: 11)
-        t.conv.useDirect3x3 = direct
+        t.conv.path.direct3x3 = direct
         return ConvolutionResult(t)
     }
 

@@ -57,8 +57,8 @@ import Testing
         for rows in [true, false] {
             let t = ConvolutionCase(c: c, k: k, kernel: kernel, stride: stride, padding: padding, groups: groups,
                                     n: n, h: h, w: w, seed: 5)
-            t.conv.useDirect3x3 = false
-            t.conv.useRowLowering = rows
+            t.conv.path.direct3x3 = false
+            t.conv.path.rowLowering = rows
             t.forward()
             t.backward()
             let (p, q) = t.conv.outputSize(h, w)
@@ -85,9 +85,9 @@ import Testing
         let (stride, groups, h, w, direct) = shape
         let results = [true, false].map { rows in
             let t = ConvolutionCase(c: 8, k: 12, kernel: 3, stride: stride, padding: 1, groups: groups, n: 3, h: h, w: w, seed: 11)
-            t.conv.useDirect3x3 = direct
-            t.conv.useDirectWeightGradient = false
-            t.conv.useRowLowering = rows
+            t.conv.path.direct3x3 = direct
+            t.conv.path.directWeightGradient = false
+            t.conv.path.rowLowering = rows
             return ConvolutionResult(t)
         }
         let (row, plane) = (results[0], results[1])

@@ -1,5 +1,6 @@
 import Foundation
 import ResNeXt
+import ResNeXtBench
 import ResNeXtTrain
 import Testing
 
@@ -8,12 +9,12 @@ import Testing
 /// hanging fails the test instead of stalling the suite.
 enum MPI {
     static func run(_ np: Int, _ arguments: [String], environment: [String: String] = [:], unset: [String] = [],
-                    seconds: Int = 180) throws -> CLI.Result {
+                    program: String = CLI.executable, seconds: Int = 180) throws -> CLI.Result {
         var env = environment
         env["OMPI_ALLOW_RUN_AS_ROOT"] = "1"
         env["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
         env["OMPI_MCA_rmaps_base_oversubscribe"] = "1"
-        return try CLI.run(["timeout", "\(seconds)", "mpirun", "-np", "\(np)", "--oversubscribe", CLI.executable] + arguments,
+        return try CLI.run(["timeout", "\(seconds)", "mpirun", "-np", "\(np)", "--oversubscribe", program] + arguments,
                            executable: "/usr/bin/env", environment: env, unset: unset)
     }
 
@@ -185,9 +186,9 @@ func worstDifference(_ a: String, _ b: String, include: (String) -> Bool = { _ i
     /// A failure on one rank during training ends the whole job with that rank's message.
     @Test func oneRankFailingAbortsTheJob() throws {
         let data = try SyntheticCIFAR.folder(train: [("data_batch_1.bin", 64)], test: 8)
-        let r = try MPI.run(2, ["train"] + Self.tiny + ["--epochs", "50", "--batch-size", "8", "--bn-group", "4",
-                                                         "--data-dir", data, "--outdir", try temporaryDirectory()],
-                            environment: ["RESNEXT_INJECT_FAULT": "rank=1,step=3,kind=error"], seconds: 120)
+        let r = try MPI.run(2, ["--fault", "rank=1,step=3,kind=error"] + Self.tiny + ["--epochs", "50", "--batch-size", "8", "--bn-group", "4",
+                                                                                   "--data-dir", data, "--outdir", try temporaryDirectory()],
+                            program: CLI.built("resnext-ddp-faults"), seconds: 120)
         #expect(r.status != 0 && r.status != 124, "exit \(r.status) (124 = hung): \(r.output)")
         #expect(r.stderr.contains("error (rank 1 of 2): injected fault at step 3"), "\(r.output)")
     }
@@ -208,9 +209,10 @@ func worstDifference(_ a: String, _ b: String, include: (String) -> Bool = { _ i
     /// Replicas that drift apart are caught by the checksum comparison, naming ranks and step.
     @Test func replicaMismatchIsDetected() throws {
         let data = try SyntheticCIFAR.folder(train: [("data_batch_1.bin", 64)], test: 8)
-        let r = try MPI.run(2, ["train"] + Self.tiny + ["--epochs", "2", "--batch-size", "8", "--bn-group", "4", "--check-every", "1",
-                                                         "--data-dir", data, "--outdir", try temporaryDirectory()],
-                            environment: ["RESNEXT_INJECT_FAULT": "rank=1,step=2,kind=diverge"], seconds: 120)
+        let r = try MPI.run(2, ["--fault", "rank=1,step=2,kind=diverge"] + Self.tiny + ["--epochs", "2", "--batch-size", "8", "--bn-group", "4",
+                                                                                     "--check-every", "1", "--data-dir", data,
+                                                                                     "--outdir", try temporaryDirectory()],
+                            program: CLI.built("resnext-ddp-faults"), seconds: 120)
         #expect(r.status != 0)
         #expect(r.stderr.contains("error: replica check failed at step 2: rank(s) 1 hold different weights or BN buffers than rank 0"), "\(r.output)")
     }
@@ -302,15 +304,16 @@ func worstDifference(_ a: String, _ b: String, include: (String) -> Bool = { _ i
         let r = try CLI.run(args)
         #expect(r.status == 0, "\(r.output)")
         #expect(r.stdout.contains("median of 6 steps: "), "\(r.stdout)")
-        let line = r.stdout.split(separator: "\n").first { $0.hasPrefix("--alternate bn-on-read (RESNEXT_BN_ON_READ=0 and 1), 3 steps each in the same run: off ") }
+        let prefix = "--alternate bn-on-read (\(Alternation.bnOnRead.settings)), 3 steps each in the same run: "
+        let line = r.stdout.split(separator: "\n").first { $0.hasPrefix(prefix + "off ") }
         // off M ms/step (LO-HI), on M ms/step (LO-HI); on/off R; on/off of the P adjacent pairs: median M (LO-HI)
-        let numbers = line.map { $0.split(whereSeparator: { " (),;-".contains($0) }).compactMap { Double($0) } } ?? []
-        // 1 (of "0 and 1"), 3 (steps), then the seven figures, then the pairs (3 steps each: 3 pairs)
-        #expect(numbers.count == 13, "\(r.stdout)")
-        if numbers.count == 13 {
-            let (off, offLo, offHi, on, onLo, onHi, ratio) = (numbers[2], numbers[3], numbers[4], numbers[5], numbers[6], numbers[7], numbers[8])
+        let numbers = line.map { $0.dropFirst(prefix.count).split(whereSeparator: { " (),;-".contains($0) }).compactMap { Double($0) } } ?? []
+        // the seven figures, then the pairs (3 steps each: 3 pairs)
+        #expect(numbers.count == 11, "\(r.stdout)")
+        if numbers.count == 11 {
+            let (off, offLo, offHi, on, onLo, onHi, ratio) = (numbers[0], numbers[1], numbers[2], numbers[3], numbers[4], numbers[5], numbers[6])
             #expect(off > 0 && offLo <= off && off <= offHi && onLo <= on && on <= onHi, "\(line!)")
-            let (pairs, pairMedian, pairLo, pairHi) = (numbers[9], numbers[10], numbers[11], numbers[12])
+            let (pairs, pairMedian, pairLo, pairHi) = (numbers[7], numbers[8], numbers[9], numbers[10])
             #expect(pairs == 3 && pairLo <= pairMedian && pairMedian <= pairHi && pairLo > 0, "\(line!)")
             // every pair's ratio lies within what the two settings' ranges allow (printed to 0.1 ms)
             #expect(pairLo >= (onLo - 0.05) / (offHi + 0.05) - 0.0005 && pairHi <= (onHi + 0.05) / (offLo - 0.05) + 0.0005, "\(line!)")
@@ -319,8 +322,10 @@ func worstDifference(_ a: String, _ b: String, include: (String) -> Bool = { _ i
             #expect(abs(ratio - on / off) <= rounding, "\(line!)")
         }
         let json = try CLI.run(args + ["--json"])
-        #expect(json.status == 0 && json.stdout.contains("\"alternate\":\"bn-on-read\",\"ms_per_step_off\":"), "\(json.output)")
-        #expect(json.stdout.contains("\"on_off_pair_median\":"), "\(json.output)")
+        #expect(json.status == 0 && json.stdout.contains("\"alternate\":\"bn-on-read\""), "\(json.output)")
+        for key in ["ms_per_step_off", "ms_per_step_on", "on_off_pair_median"] {
+            #expect(json.stdout.contains("\"\(key)\":"), "\(key): \(json.output)")
+        }
         #expect(!json.stdout.contains("--alternate"), "one JSON object only: \(json.stdout)")
     }
 

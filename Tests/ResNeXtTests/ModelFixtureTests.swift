@@ -211,7 +211,7 @@ struct ModelCase {
     /// inputs perturbed by one rounding, which is how a backward-stable float32 computation's
     /// error is bounded from below; so every float32 engine, PyTorch's included, incurs at least
     /// this much. With `activations`, every convolution output is also moved by that noise as it
-    /// is written (`Conv2d.outputHook`): a float32 engine stores each of them rounded too.
+    /// is written (`Conv2d.forwardHook`): a float32 engine stores each of them rounded too.
     static func roundingSensitivity(_ c: ModelCase, at prefix: String, activations: Bool = false) throws -> Double {
         let t = ModelFixtureTests()
         let exact: [String: [Double]] = try t.gradients(c, at: prefix)
@@ -252,7 +252,7 @@ struct ModelCase {
         if activationNoise {
             var rng = SplitMix64(seed: 1000 &+ seed)
             for (conv, _, _) in net.convolutionInputs {
-                conv.outputHook = { y, count in
+                conv.forwardHook = { y, count in
                     for i in 0..<count { y[i] *= moved(&rng) }
                 }
             }

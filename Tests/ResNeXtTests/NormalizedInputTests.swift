@@ -26,8 +26,8 @@ import Testing
         let store = ParameterStore<Float>(layout)
         bn.bind(store)
         conv.bind(store)
-        conv.useDirect3x3 = direct
-        conv.useDirectWeightGradient = directWeights
+        conv.path.direct3x3 = direct
+        conv.path.directWeightGradient = directWeights
         #expect(conv.readsNormalizedInput(h: h, w: w), "\(shape)")
         // weights, BN weight around 1 and bias around 0 (parameter order: bn.weight, bn.bias, conv.weight)
         let params = randomArray(store.params.count, seed: 3, scale: 0.5)
@@ -82,10 +82,10 @@ import Testing
     @Test func pathsWithoutRowCopiesDecline() throws {
         var layout = StoreLayout()
         let conv = Conv2d<Float>("c", 8, 8, kernel: 3, padding: 1, groups: 2, layout: &layout)
-        conv.useDirect3x3 = false
-        conv.useRowLowering = false
+        conv.path.direct3x3 = false
+        conv.path.rowLowering = false
         #expect(!conv.readsNormalizedInput(h: 16, w: 16))
-        conv.useRowLowering = true
+        conv.path.rowLowering = true
         #expect(conv.readsNormalizedInput(h: 16, w: 16))
         #expect(!conv.readsNormalizedInput(h: 12, w: 12))
         let pointwise = Conv2d<Float>("p", 8, 8, kernel: 1, layout: &layout)

@@ -13,6 +13,8 @@ import Testing
         (64, 16, 2080),    // 16 deep: blocks of 1024 columns, the last of 32
         (8, 256, 336),     // 256 deep: blocks of 256 columns, the last of 80
         (12, 7, 48),       // a depth that is not a multiple of anything
+        // blocks whose widths leave 0, 1 and 2 strips of 16 after the 24-column strips
+        (8, 64, 48 * 5), (12, 32, 16 * 7), (4, 300, 16 * 11), (16, 16, 1024 * 2 + 32),
     ]) func productMatchesDefinition(shape: (Int, Int, Int)) {
         let (m, k, p) = shape
         var rng = SplitMix64(seed: 5)
@@ -39,31 +41,6 @@ import Testing
         }
     }
 
-    /// 24-column strips and 16-column strips only give the same floats, bit for bit (each output
-    /// is the same FMA chain), over blocks whose widths leave 0, 1 and 2 strips of 16 at the end.
-    @Test(arguments: [(8, 64, 48 * 5), (12, 32, 16 * 7), (4, 300, 16 * 11), (16, 16, 1024 * 2 + 32)])
-    func wideStripsGiveTheSameFloats(shape: (Int, Int, Int)) {
-        let (m, k, p) = shape
-        var rng = SplitMix64(seed: 9)
-        let a = (0..<(m * k)).map { _ in Float(rng.nextNormal()) }
-        let x = (0..<(k * p)).map { _ in Float(rng.nextNormal()) }
-        let y0 = (0..<(m * p)).map { _ in Float(rng.nextNormal()) }
-        let initially = Pointwise.wideStrips
-        defer { Pointwise.wideStrips = initially }
-        for accumulate in [false, true] {
-            var outputs: [[Float]] = []
-            for wide in [false, true] {
-                Pointwise.wideStrips = wide
-                var y = y0, s = [Float](repeating: .nan, count: Pointwise.scratchCount(m: m, k: k))
-                Pointwise.run(a: a, aRow: k, aColumn: 1, x: x, ldx: p, y: &y, ldy: p, m: m, k: k, p: p,
-                              accumulate: accumulate, scratch: &s)
-                outputs.append(y)
-            }
-            #expect(outputs[0].map(\.bitPattern) == outputs[1].map(\.bitPattern), "\(shape), accumulate \(accumulate)")
-            #expect(!outputs[1].contains { $0.isNaN }, "\(shape): every output written")
-        }
-    }
-
     @Test func stripCountsCoverTheBlock() {
         for columns in Swift.stride(from: 16, through: 1024, by: 16) {
             let (wide, narrow) = Pointwise.stripCounts(columns: columns)
@@ -82,7 +59,7 @@ import Testing
     func run(_ shape: (c: Int, k: Int, kernel: Int, stride: Int, groups: Int, n: Int, h: Int, w: Int), pointwise: Bool) -> ConvolutionResult {
         let t = ConvolutionCase(c: shape.c, k: shape.k, kernel: shape.kernel, stride: shape.stride, padding: shape.kernel / 2,
                                 groups: shape.groups, n: shape.n, h: shape.h, w: shape.w, seed: 13)
-        t.conv.usePointwise = pointwise
+        t.conv.path.pointwise = pointwise
         return ConvolutionResult(t)
     }
 

@@ -29,10 +29,6 @@
 /// result differs in the last bits on some tiles (it splits some chains), so the two agree to
 /// float32 rounding, not bitwise (`PointwiseTests`).
 public enum Pointwise {
-    /// Whether `Conv2d` uses this kernel by default: on, unless `RESNEXT_POINTWISE=0`, which
-    /// is there to compare with OpenBLAS.
-    nonisolated(unsafe) public static var enabled = environmentSwitch("RESNEXT_POINTWISE")
-
     /// Rows of A per register block, and columns per strip.
     static let rowBlock = 4, strip = 16
 
@@ -70,7 +66,7 @@ public enum Pointwise {
         var p0 = 0
         while p0 < p {
             let columns = min(width, p - p0)
-            let (wide, narrow) = wideStrips ? stripCounts(columns: columns) : (0, columns / strip)
+            let (wide, narrow) = stripCounts(columns: columns)
             let narrowX = packedX + wide &* k &* wideStrip
             // x[:, p0 ..< p0 + columns] as [wide strip][k][24], then [narrow strip][k][16]
             for c in 0..<k {
@@ -103,11 +99,6 @@ public enum Pointwise {
             p0 &+= columns
         }
     }
-
-    /// Whether `run` packs x into 24-column strips (12 accumulators) where it can, else into
-    /// 16-column strips only (8 accumulators, the kernel before 24-column strips): on, unless
-    /// `RESNEXT_POINTWISE_WIDE=0`, which is there to compare. Both give the same floats.
-    nonisolated(unsafe) public static var wideStrips = environmentSwitch("RESNEXT_POINTWISE_WIDE")
 
     /// Columns of a wide strip.
     static let wideStrip = 24

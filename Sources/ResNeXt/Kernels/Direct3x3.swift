@@ -12,11 +12,6 @@ import Glibc
 /// x (groups * cin, N, H, W); weights (groups * kout, cin, 3, 3); y (groups * kout, N, H, W) is
 /// written, or added to when `accumulate`. `scratch` holds `direct3x3ScratchCount(cin:h:w:)` floats.
 public enum Direct3x3 {
-    /// Whether `Conv2d` uses this kernel by default: on, unless `RESNEXT_DIRECT3X3=0`. It is
-    /// exact to float32 rounding against im2col + GEMM (`Direct3x3Tests`) and faster where it
-    /// applies (docs/performance.md); `RESNEXT_DIRECT3X3=0` is there to compare the two paths.
-    nonisolated(unsafe) public static var enabled = environmentSwitch("RESNEXT_DIRECT3X3")
-
     /// Row stride of the padded planes: one zero column on the left, W values, zeros to the right.
     static func paddedWidth(_ w: Int) -> Int { w + 8 }
 

@@ -79,9 +79,9 @@ public final class ResNeXt<T: EngineScalar> {
     }
 
     /// Whether each block's 3x3 convolution reads bn1's output from bn1's input instead of a
-    /// stored copy, where it can (`NormalizedInput`); nil follows `NormalizedInput.enabled`.
-    /// Tests set it to compare the two: the values are the same, bit for bit.
-    public var readsBN1OnTheFly: Bool? = nil {
+    /// stored copy, where it can (`NormalizedInput`): on unless set off, which tests and
+    /// benchmarks do to compare the two (the values are the same, bit for bit).
+    public var readsBN1OnTheFly = true {
         didSet { for b in blocks { b.readsBN1 = readsBN1OnTheFly } }
     }
 

@@ -26,6 +26,10 @@ public enum WorkKind: Int, CaseIterable, Sendable {
 public enum Profile {
     nonisolated(unsafe) public static var enabled = false
     nonisolated(unsafe) public static var seconds = [Double](repeating: 0, count: WorkKind.allCases.count)
+    /// Whether `layerSeconds` is kept too (with `enabled`): `bench --layers`, one model per process.
+    nonisolated(unsafe) public static var byLayer = false
+    /// Wall time of each convolution layer's forward and backward passes, by layer name.
+    nonisolated(unsafe) public static var layerSeconds: [String: Double] = [:]
 
     @inline(__always) public static func now() -> Double {
         var ts = timespec()
@@ -43,5 +47,6 @@ public enum Profile {
 
     public static func reset() {
         for i in seconds.indices { seconds[i] = 0 }
+        layerSeconds.removeAll(keepingCapacity: true)
     }
 }

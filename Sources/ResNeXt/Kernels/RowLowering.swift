@@ -17,9 +17,6 @@
 /// the same order (each phase sum from +0 in kernel order, then into dx), and where that path
 /// has no term this one adds +0, which leaves a sum started from +0 unchanged.
 enum RowLowering {
-    /// On unless `RESNEXT_ROW_LOWERING=0` (to compare).
-    nonisolated(unsafe) static var enabled = environmentSwitch("RESNEXT_ROW_LOWERING")
-
     // `Conv2d.usesRowLowering` says where these apply: rows (stride 1) or output rows (stride 2)
     // a whole number of 8-float blocks.
 
