@@ -91,3 +91,29 @@ enum SyntheticCIFAR {
         return dir
     }
 }
+
+/// Runs the executable under real `mpirun` (as root it needs Open MPI's two permission variables;
+/// more ranks than cores need --oversubscribe). Every run is bounded by `timeout`, so a rank left
+/// hanging fails the test instead of stalling the suite.
+enum MPI {
+    static func run(_ np: Int, _ arguments: [String], environment: [String: String] = [:], unset: [String] = [],
+                    program: String = CLI.executable, seconds: Int = 180) throws -> CLI.Result {
+        var env = environment
+        env["OMPI_ALLOW_RUN_AS_ROOT"] = "1"
+        env["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
+        env["OMPI_MCA_rmaps_base_oversubscribe"] = "1"
+        return try CLI.run(["timeout", "\(seconds)", "mpirun", "-np", "\(np)", "--oversubscribe", program] + arguments,
+                           executable: "/usr/bin/env", environment: env, unset: unset)
+    }
+
+    /// Multiple-program launch: one argument list per rank.
+    static func runPerRank(_ perRank: [[String]], seconds: Int = 180) throws -> CLI.Result {
+        var args = ["timeout", "\(seconds)", "mpirun", "--oversubscribe"]
+        for (i, a) in perRank.enumerated() {
+            if i > 0 { args.append(":") }
+            args += ["-np", "1", CLI.executable] + a
+        }
+        return try CLI.run(args, executable: "/usr/bin/env", environment: [
+            "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"])
+    }
+}

@@ -2,7 +2,7 @@ import ResNeXt
 import Testing
 
 /// The direct 3x3 kernel against the im2col + GEMM path it replaces (which the layer fixtures and
-/// the finite-difference checks cover): forward, input gradient written and accumulated, weight
+/// the finite-difference checks cover) and against the definition (`referenceConvolution`): forward, input gradient written and accumulated, weight
 /// gradient (direct too, in chunks of images), for both register blockings (planes 16k wide, and
 /// 8 wide) and several groupings.
 @Suite struct Direct3x3Tests {
@@ -26,6 +26,14 @@ import Testing
         let direct = run(c: c, k: k, groups: groups, n: n, h: h, w: w, direct: true)
         let reference = run(c: c, k: k, groups: groups, n: n, h: h, w: w, direct: false)
         direct.expectMatches(reference, "\(shape)")
+        // and against the definition
+        let t = ConvolutionCase(c: c, k: k, kernel: 3, padding: 1, groups: groups, n: n, h: h, w: w, seed: 11)
+        let definition = referenceConvolution(x: t.x.toArray(), weight: t.weights, dy: t.dy.toArray(), c: c, k: k, kernel: 3,
+                                              stride: 1, padding: 1, groups: groups, n: n, h: h, w: w, p: h, q: w)
+        #expect(relativeError(direct.y, definition.y) < 1e-6, "forward \(shape)")
+        #expect(relativeError(direct.dx, definition.dx) < 1e-6, "dx \(shape)")
+        // accumulated over the two backward passes of a `ConvolutionResult`
+        #expect(relativeError(direct.dw, definition.dw.map { 2 * $0 }) < 1e-6, "dW \(shape)")
     }
 
     @Test func appliesOnlyWhereItShould() {

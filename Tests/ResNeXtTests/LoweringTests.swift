@@ -7,41 +7,6 @@ import Testing
 /// and both gradients (the input gradient written and added) in float32, against the definition
 /// summed in Double here.
 @Suite struct LoweringTests {
-    /// y, dx, dW of the convolution straight from its definition, x (C, N, H, W), W (K, Cg, R, S).
-    static func reference(x: [Float], weight: [Float], dy: [Float], c: Int, k: Int, kernel: Int, stride: Int,
-                          padding: Int, groups: Int, n: Int, h: Int, w: Int, p: Int, q: Int)
-        -> (y: [Double], dx: [Double], dw: [Double]) {
-        let cg = c / groups, kg = k / groups
-        var y = [Double](repeating: 0, count: k * n * p * q), dx = [Double](repeating: 0, count: c * n * h * w)
-        var dw = [Double](repeating: 0, count: weight.count)
-        for ko in 0..<k {
-            let g = ko / kg
-            for ci in 0..<cg {
-                let cin = g * cg + ci
-                for r in 0..<kernel {
-                    for s in 0..<kernel {
-                        let wi = ((ko * cg + ci) * kernel + r) * kernel + s
-                        for ni in 0..<n {
-                            for op in 0..<p {
-                                let ih = op * stride - padding + r
-                                guard ih >= 0 && ih < h else { continue }
-                                for oq in 0..<q {
-                                    let iw = oq * stride - padding + s
-                                    guard iw >= 0 && iw < w else { continue }
-                                    let xi = ((cin * n + ni) * h + ih) * w + iw, yi = ((ko * n + ni) * p + op) * q + oq
-                                    y[yi] += Double(weight[wi]) * Double(x[xi])
-                                    dx[xi] += Double(weight[wi]) * Double(dy[yi])
-                                    dw[wi] += Double(x[xi]) * Double(dy[yi])
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        return (y, dx, dw)
-    }
-
     @Test(arguments: [
         (3, 2, 1, 4, 32, 32),   // stride-2 3x3 on phase planes, 16-wide SIMD split (stage 2's first block)
         (3, 2, 1, 2, 16, 16),   // ... 8 wide (stage 3's)
@@ -62,8 +27,8 @@ import Testing
             t.forward()
             t.backward()
             let (p, q) = t.conv.outputSize(h, w)
-            let ref = Self.reference(x: t.x.toArray(), weight: t.weights, dy: t.dy.toArray(), c: c, k: k, kernel: kernel,
-                                     stride: stride, padding: padding, groups: groups, n: n, h: h, w: w, p: p, q: q)
+            let ref = referenceConvolution(x: t.x.toArray(), weight: t.weights, dy: t.dy.toArray(), c: c, k: k, kernel: kernel,
+                                        stride: stride, padding: padding, groups: groups, n: n, h: h, w: w, p: p, q: q)
             let label = "\(shape), row lowering \(rows)"
             #expect(relativeError(t.y.toArray(), ref.y) < 1e-6, "forward \(label)")
             #expect(relativeError(t.dx.toArray(), ref.dx) < 1e-6, "dx \(label)")

@@ -169,3 +169,15 @@ extension ResNeXt where T == Float {
         return out
     }
 }
+
+/// The largest relative L2 difference over the float tensors of two model files (those whose
+/// names pass `include`).
+func worstDifference(_ a: String, _ b: String, include: (String) -> Bool = { _ in true }) throws -> (Double, String) {
+    let x = try SafeTensorsFile(path: a), y = try SafeTensorsFile(path: b)
+    var worst = (0.0, "")
+    for name in x.names where x.tensors[name]!.dtype == .f32 && include(name) {
+        let e = relativeError(try x.floats(name), try y.doubles(name))
+        if e > worst.0 { worst = (e, name) }
+    }
+    return worst
+}
