@@ -20,11 +20,13 @@ public struct BenchReport: Encodable {
     /// With --alternate.
     public var alternate: String? = nil, msPerStepOff: Double? = nil, msPerStepOn: Double? = nil, onOffPairMedian: Double? = nil
 
-    public init(model: String, processes: Int, batch: Int, perProcessBatch: Int, bnGroup: Int, threads: Int, blasCore: String,
-                steps: Int, imagesPerS: Double, msPerStep: Double, allreduceMs: Double, bucketMb: Double, buckets: Int,
-                simulatedGbps: Double?, gflops: Double, sgemmGflopsPerProcess: Double, stepShareOfSgemm: Double,
-                sgemmSamples: Int, sgemmMin: Double, sgemmMax: Double, stepShareOfAdjacentSgemm: Double,
-                peakMibPerProcess: Double) {
+    public init(
+        model: String, processes: Int, batch: Int, perProcessBatch: Int, bnGroup: Int, threads: Int, blasCore: String,
+        steps: Int, imagesPerS: Double, msPerStep: Double, allreduceMs: Double, bucketMb: Double, buckets: Int,
+        simulatedGbps: Double?, gflops: Double, sgemmGflopsPerProcess: Double, stepShareOfSgemm: Double,
+        sgemmSamples: Int, sgemmMin: Double, sgemmMax: Double, stepShareOfAdjacentSgemm: Double,
+        peakMibPerProcess: Double
+    ) {
         self.model = model; self.processes = processes; self.batch = batch; self.perProcessBatch = perProcessBatch
         self.bnGroup = bnGroup; self.threads = threads; self.blasCore = blasCore; self.steps = steps
         self.imagesPerS = rounded(imagesPerS, 2); self.msPerStep = rounded(msPerStep, 1); self.allreduceMs = rounded(allreduceMs, 2)

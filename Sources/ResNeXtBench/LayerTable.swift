@@ -15,12 +15,17 @@ public enum LayerTable {
     /// Last, the in-step figures by kind of convolution, and the step's budget at 70 % of the
     /// SGEMM (the issue's goal): the `step` (seconds, the timed steps' median) scaled from its
     /// `share` of the SGEMM to 70 %.
-    public static func render(_ net: ResNeXt<Float>, n: Int, repeats: Int, seed: UInt64, sgemm: Double, steps: Int,
-                              step: Double, share: Double, inStep layerSeconds: [String: Double]) -> String {
+    public static func render(
+        _ net: ResNeXt<Float>, n: Int, repeats: Int, seed: UInt64, sgemm: Double, steps: Int,
+        step: Double, share: Double, inStep layerSeconds: [String: Double]
+    ) -> String {
         let paths: [(name: String, path: ConvolutionPath)] = [
-            ("im2col + GEMM", .openBLAS), ("default", .rules), ("direct, weight gradient too", .directWeights)]
-        var lines = ["| layer | C -> K, groups, stride, input, kernel | path | forward ms | backward ms | of which im2col/col2im ms | GFLOP/s |",
-                     "|---|---|---|---:|---:|---:|---:|"]
+            ("im2col + GEMM", .openBLAS), ("default", .rules), ("direct, weight gradient too", .directWeights),
+        ]
+        var lines = [
+            "| layer | C -> K, groups, stride, input, kernel | path | forward ms | backward ms | of which im2col/col2im ms | GFLOP/s |",
+            "|---|---|---|---:|---:|---:|---:|",
+        ]
         var rng = SplitMix64(seed: seed &+ 7)
         let shapes = net.distinctConvolutions
         let pointwisePaths: [(name: String, path: ConvolutionPath)] = [("OpenBLAS GEMM", .openBLAS), ("default", .rules)]
@@ -31,21 +36,27 @@ public enum LayerTable {
             let times = ConvolutionTuner.time(model, h: h, w: w, n: n, paths: modelPaths.map(\.path), repeats: repeats, rng: &rng)
             for (i, path) in modelPaths.enumerated() {
                 let t = times[i]
-                lines.append(String(format: "| %@ | %@ | %@ | %.2f | %.2f | %.2f | %.1f |", model.name, shapeText(model, h, w),
-                                    path.name, t.forward * 1000, t.backward * 1000, t.lowering * 1000,
-                                    t.flops / (t.forward + t.backward) / 1e9))
+                lines.append(
+                    String(
+                        format: "| %@ | %@ | %@ | %.2f | %.2f | %.2f | %.1f |", model.name, shapeText(model, h, w),
+                        path.name, t.forward * 1000, t.backward * 1000, t.lowering * 1000,
+                        t.flops / (t.forward + t.backward) / 1e9))
             }
         }
-        lines += ["", "| layer (and those of the same shape) | C -> K, groups, stride, input, kernel | layers | forward ms | backward ms | ms per step, all of them | GFLOP/s | in the step: ms per step, all of them | GFLOP/s |",
-                  "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+        lines += [
+            "",
+            "| layer (and those of the same shape) | C -> K, groups, stride, input, kernel | layers | forward ms | backward ms | ms per step, all of them | GFLOP/s | in the step: ms per step, all of them | GFLOP/s |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
         var total = 0.0, totalFlops = 0.0, totalInStep = 0.0
         var kinds: [(name: String, layers: Int, flops: Double, inStep: Double)] = []
         for (layers, h, w, stem) in shapes {
             let model = layers[0], count = layers.count
             let inStep = layers.reduce(0) { $0 + layerSeconds[$1.name, default: 0] } / Double(steps)
             // as in the step, the stem computes no input gradient
-            let t = ConvolutionTuner.time(model, h: h, w: w, n: n, paths: [.rules], repeats: repeats, rng: &rng,
-                                          inputGradient: !stem)[0]
+            let t = ConvolutionTuner.time(
+                model, h: h, w: w, n: n, paths: [.rules], repeats: repeats, rng: &rng,
+                inputGradient: !stem)[0]
             total += Double(count) * (t.forward + t.backward)
             totalFlops += Double(count) * t.flops
             totalInStep += inStep
@@ -55,27 +66,40 @@ public enum LayerTable {
             } else {
                 kinds.append((kind, count, Double(count) * t.flops, inStep))
             }
-            lines.append(String(format: "| %@ | %@ | %d | %.2f | %.2f | %.1f | %.1f | %.2f | %.1f |", model.name, shapeText(model, h, w),
-                                count, t.forward * 1000, t.backward * 1000,
-                                Double(count) * (t.forward + t.backward) * 1000, t.flops / (t.forward + t.backward) / 1e9,
-                                inStep * 1000, Double(count) * t.flops / inStep / 1e9))
+            lines.append(
+                String(
+                    format: "| %@ | %@ | %d | %.2f | %.2f | %.1f | %.1f | %.2f | %.1f |", model.name, shapeText(model, h, w),
+                    count, t.forward * 1000, t.backward * 1000,
+                    Double(count) * (t.forward + t.backward) * 1000, t.flops / (t.forward + t.backward) / 1e9,
+                    inStep * 1000, Double(count) * t.flops / inStep / 1e9))
         }
-        lines.append(String(format: "all convolutions, each on its own: %.1f ms per step of %d images, %.1f GFLOP/s, %.0f %% of the SGEMM above",
-                            total * 1000, n, totalFlops / total / 1e9, 100 * totalFlops / total / 1e9 / sgemm))
-        lines.append(String(format: "the same convolutions within the steps: %.2f ms per step, %.1f GFLOP/s, %.0f %% of the SGEMM above",
-                            totalInStep * 1000, totalFlops / totalInStep / 1e9, 100 * totalFlops / totalInStep / 1e9 / sgemm))
-        lines += ["", "| kind of convolution (within the steps) | layers | share of their arithmetic | ms per step | GFLOP/s | share of the SGEMM above |",
-                  "|---|---:|---:|---:|---:|---:|"]
+        lines.append(
+            String(
+                format: "all convolutions, each on its own: %.1f ms per step of %d images, %.1f GFLOP/s, %.0f %% of the SGEMM above",
+                total * 1000, n, totalFlops / total / 1e9, 100 * totalFlops / total / 1e9 / sgemm))
+        lines.append(
+            String(
+                format: "the same convolutions within the steps: %.2f ms per step, %.1f GFLOP/s, %.0f %% of the SGEMM above",
+                totalInStep * 1000, totalFlops / totalInStep / 1e9, 100 * totalFlops / totalInStep / 1e9 / sgemm))
+        lines += [
+            "", "| kind of convolution (within the steps) | layers | share of their arithmetic | ms per step | GFLOP/s | share of the SGEMM above |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
         for k in kinds.sorted(by: { $0.inStep > $1.inStep }) {
-            lines.append(String(format: "| %@ | %d | %.0f %% | %.1f | %.1f | %.0f %% |", k.name, k.layers, 100 * k.flops / totalFlops,
-                                k.inStep * 1000, k.flops / k.inStep / 1e9, 100 * k.flops / k.inStep / 1e9 / sgemm))
+            lines.append(
+                String(
+                    format: "| %@ | %d | %.0f %% | %.1f | %.1f | %.0f %% |", k.name, k.layers, 100 * k.flops / totalFlops,
+                    k.inStep * 1000, k.flops / k.inStep / 1e9, 100 * k.flops / k.inStep / 1e9 / sgemm))
         }
         // the step at 70 % of the SGEMM, and what is left of it once the rest of the step is paid
         let target = step * share / 0.7, rest = step - totalInStep
-        lines.append(String(format: "70 %% of the SGEMM above is a step of %.1f ms (these steps: %.1f ms, of which %.1f outside the "
-                            + "convolutions); at this rest the convolutions would need %@", target * 1000, step * 1000, rest * 1000,
-                            target > rest ? String(format: "%.0f %% of the SGEMM", 100 * totalFlops / (target - rest) / 1e9 / sgemm)
-                                : "more than all of it: the rest alone is longer"))
+        lines.append(
+            String(
+                format: "70 %% of the SGEMM above is a step of %.1f ms (these steps: %.1f ms, of which %.1f outside the "
+                    + "convolutions); at this rest the convolutions would need %@", target * 1000, step * 1000, rest * 1000,
+                target > rest
+                    ? String(format: "%.0f %% of the SGEMM", 100 * totalFlops / (target - rest) / 1e9 / sgemm)
+                    : "more than all of it: the rest alone is longer"))
         return lines.joined(separator: "\n")
     }
 

@@ -12,7 +12,8 @@ extension Profile {
             if t == 0 { continue }
             lines.append(String(format: "| %@ | %.1f | %.1f %% |", kind.label, 1000 * t / Double(steps), 100 * t / total))
         }
-        lines.append(String(format: "| unaccounted | %.1f | %.1f %% |", 1000 * (total - accounted) / Double(steps), 100 * (total - accounted) / total))
+        lines.append(
+            String(format: "| unaccounted | %.1f | %.1f %% |", 1000 * (total - accounted) / Double(steps), 100 * (total - accounted) / total))
         return lines.joined(separator: "\n")
     }
 }

@@ -22,8 +22,9 @@ public final class SGEMMProbe {
 
     private func time() -> Double {
         let t0 = Profile.now()
-        Float.gemm(transA: false, transB: false, m: Self.size, n: Self.size, k: Self.size, alpha: 1, a: a.base, lda: Self.size,
-                   b: b.base, ldb: Self.size, beta: 0, c: c.base, ldc: Self.size)
+        Float.gemm(
+            transA: false, transB: false, m: Self.size, n: Self.size, k: Self.size, alpha: 1, a: a.base, lda: Self.size,
+            b: b.base, ldb: Self.size, beta: 0, c: c.base, ldc: Self.size)
         return Profile.now() - t0
     }
 }

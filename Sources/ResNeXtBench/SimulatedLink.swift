@@ -2,7 +2,7 @@ import ResNeXt
 import ResNeXtTrain
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A process group whose nonblocking sums also cross a simulated network link of `bytesPerSecond`

@@ -15,8 +15,10 @@ public struct StepBenchmark {
     /// Profile the timed steps by kind of work (`Profile`), and with `byLayer` by layer too.
     public let profile: Bool, byLayer: Bool
 
-    public init(net: ResNeXt<Float>, comm: Communicator, batchSize: Int, bnGroup: Int, steps: Int, seed: UInt64,
-                bucketMB: Double, alternation: Alternation?, profile: Bool, byLayer: Bool) {
+    public init(
+        net: ResNeXt<Float>, comm: Communicator, batchSize: Int, bnGroup: Int, steps: Int, seed: UInt64,
+        bucketMB: Double, alternation: Alternation?, profile: Bool, byLayer: Bool
+    ) {
         self.net = net; self.comm = comm; self.batchSize = batchSize; self.bnGroup = bnGroup; self.steps = steps
         self.seed = seed; self.bucketMB = bucketMB; self.alternation = alternation; self.profile = profile || byLayer
         self.byLayer = byLayer
@@ -56,9 +58,10 @@ public struct StepBenchmark {
                     }
                     comm.barrier()
                     let t0 = Profile.now()
-                    let step = DataParallel.step(net, images: img.baseAddress!, labels: lab.baseAddress!, n: perRank,
-                                                 globalBatch: batchSize, bnGroup: bnGroup, optimizer: sgd, reducer: reducer,
-                                                 timeAllreduce: true)
+                    let step = DataParallel.step(
+                        net, images: img.baseAddress!, labels: lab.baseAddress!, n: perRank,
+                        globalBatch: batchSize, bnGroup: bnGroup, optimizer: sgd, reducer: reducer,
+                        timeAllreduce: true)
                     let t = Profile.now() - t0
                     if i >= timings.warmUps {
                         timings.steps.append(t)

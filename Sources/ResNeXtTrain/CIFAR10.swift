@@ -45,7 +45,9 @@ public struct CIFAR10 {
         self.directory = directory
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDir), isDir.boolValue else {
-            throw ResNeXtError("--data-dir \(directory): no such folder; download CIFAR-10 with `resnext-ddp download --dest \(URL(fileURLWithPath: directory).deletingLastPathComponent().path)` or point --data-dir (or $RESNEXT_DATA) at cifar-10-batches-bin")
+            throw ResNeXtError(
+                "--data-dir \(directory): no such folder; download CIFAR-10 with `resnext-ddp download --dest \(URL(fileURLWithPath: directory).deletingLastPathComponent().path)` or point --data-dir (or $RESNEXT_DATA) at cifar-10-batches-bin"
+            )
         }
         var trainRecords: [UInt8] = [], trainNames: [String] = []
         if needTrain {
@@ -77,7 +79,9 @@ public struct CIFAR10 {
             throw ResNeXtError("\(path): cannot read the file")
         }
         guard !data.isEmpty, data.count % recordSize == 0 else {
-            throw ResNeXtError("\(path): \(data.count) bytes is not a whole number of \(recordSize)-byte CIFAR-10 records (expected a multiple of \(recordSize), 30730000 for a full batch file); the file is truncated or not CIFAR-10 binary")
+            throw ResNeXtError(
+                "\(path): \(data.count) bytes is not a whole number of \(recordSize)-byte CIFAR-10 records (expected a multiple of \(recordSize), 30730000 for a full batch file); the file is truncated or not CIFAR-10 binary"
+            )
         }
         let bytes = [UInt8](data)
         for i in 0..<(bytes.count / recordSize) where bytes[i * recordSize] > 9 {

@@ -14,13 +14,17 @@ public enum Checkpoint {
     /// Metadata key of `ResNeXt.convolutionPaths`, present when the run tuned them.
     public static let pathsKey = "convolution_paths"
 
-    public static func save(_ net: ResNeXt<Float>, step: Int, settings: TrainSettings, tunedPaths: Bool = false,
-                            to path: String) throws {
+    public static func save(
+        _ net: ResNeXt<Float>, step: Int, settings: TrainSettings, tunedPaths: Bool = false,
+        to path: String
+    ) throws {
         var tensors = net.stateDictTensors()
         let store = net.store
         for e in store.entries where e.kind == .parameter {
-            tensors.append(SafeTensor(name: momentumPrefix + e.name, shape: e.shape,
-                                      values: UnsafeBufferPointer(start: store.momentum.base + e.offset, count: e.count)))
+            tensors.append(
+                SafeTensor(
+                    name: momentumPrefix + e.name, shape: e.shape,
+                    values: UnsafeBufferPointer(start: store.momentum.base + e.offset, count: e.count)))
         }
         var metadata = net.stateMetadata
         metadata["checkpoint"] = format
@@ -49,7 +53,9 @@ public enum Checkpoint {
             throw ResNeXtError("--resume \(path): not a resnext-ddp checkpoint (no step in its metadata); use --init to start from a model file")
         }
         if let recorded = ResNeXt<Float>.recordedConfig(file), recorded != net.config {
-            throw ResNeXtError("--resume \(path): the checkpoint is \(recorded), but this run builds \(net.config); resume with --depth \(recorded.depth) --cardinality \(recorded.cardinality) --base-channels \(recorded.baseChannels)")
+            throw ResNeXtError(
+                "--resume \(path): the checkpoint is \(recorded), but this run builds \(net.config); resume with --depth \(recorded.depth) --cardinality \(recorded.cardinality) --base-channels \(recorded.baseChannels)"
+            )
         }
         if let paths = file.metadata[pathsKey] {
             do { try net.setConvolutionPaths(paths) } catch { throw ResNeXtError("--resume \(path): \(error)") }

@@ -1,7 +1,8 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import ResNeXt
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// What data parallelism needs from the process group. The trainer has one code path: a single
 /// process is a group of size 1 (`SingleProcess`); MPI ranks implement the same interface.

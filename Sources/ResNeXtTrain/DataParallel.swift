@@ -9,22 +9,26 @@ public enum DataParallel {
     /// seconds the step waited for communication after the backward pass (after a barrier when
     /// `timeAllreduce`, so that waiting for a slower rank is not counted).
     @discardableResult
-    public static func step(_ net: ResNeXt<Float>, images: UnsafePointer<Float>, labels: UnsafePointer<Int32>, n: Int,
-                            globalBatch: Int, bnGroup: Int, optimizer: SGD, reducer: GradientReducer,
-                            timeAllreduce: Bool = false) -> (loss: Double, correct: Int, allreduceSeconds: Double) {
+    public static func step(
+        _ net: ResNeXt<Float>, images: UnsafePointer<Float>, labels: UnsafePointer<Int32>, n: Int,
+        globalBatch: Int, bnGroup: Int, optimizer: SGD, reducer: GradientReducer,
+        timeAllreduce: Bool = false
+    ) -> (loss: Double, correct: Int, allreduceSeconds: Double) {
         let store = net.store, comm = reducer.comm
         var seconds = 0.0
         reducer.begin()
-        let result = net.trainStep(images: images, labels: labels, n: n, bnGroup: bnGroup, optimizer: optimizer,
-                                   globalBatch: globalBatch, beforeUpdate: {
-            if timeAllreduce && comm.size > 1 { Profile.measure(.imbalance) { comm.barrier() } }
-            let t0 = Profile.now()
-            Profile.measure(.communication) {
-                reducer.finish()
-                comm.allreduceSum(store.batchStats.base, count: store.batchStats.count)
-            }
-            seconds = Profile.now() - t0
-        }, gradientsReady: { reducer.ready($0) })
+        let result = net.trainStep(
+            images: images, labels: labels, n: n, bnGroup: bnGroup, optimizer: optimizer,
+            globalBatch: globalBatch,
+            beforeUpdate: {
+                if timeAllreduce && comm.size > 1 { Profile.measure(.imbalance) { comm.barrier() } }
+                let t0 = Profile.now()
+                Profile.measure(.communication) {
+                    reducer.finish()
+                    comm.allreduceSum(store.batchStats.base, count: store.batchStats.count)
+                }
+                seconds = Profile.now() - t0
+            }, gradientsReady: { reducer.ready($0) })
         return (result.loss, result.correct, seconds)
     }
 }

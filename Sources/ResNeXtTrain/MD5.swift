@@ -1,9 +1,13 @@
+import Foundation
+
 /// MD5 (RFC 1321), to check the CIFAR-10 archive against its published digest.
 public func md5Hex(_ message: [UInt8]) -> String {
-    let s: [UInt32] = [7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22,
-                       5, 9, 14, 20, 5, 9, 14, 20, 5, 9, 14, 20, 5, 9, 14, 20,
-                       4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23,
-                       6, 10, 15, 21, 6, 10, 15, 21, 6, 10, 15, 21, 6, 10, 15, 21]
+    let s: [UInt32] = [
+        7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22,
+        5, 9, 14, 20, 5, 9, 14, 20, 5, 9, 14, 20, 5, 9, 14, 20,
+        4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23,
+        6, 10, 15, 21, 6, 10, 15, 21, 6, 10, 15, 21, 6, 10, 15, 21,
+    ]
     let k: [UInt32] = (0..<64).map { i in
         var x = sin(Double(i + 1))
         if x < 0 { x = -x }
@@ -39,5 +43,3 @@ public func md5Hex(_ message: [UInt8]) -> String {
     return [a0, b0, c0, d0].flatMap { v in (0..<4).map { UInt8(truncatingIfNeeded: v >> (8 * UInt32($0))) } }
         .map { String(format: "%02x", $0) }.joined()
 }
-
-import Foundation

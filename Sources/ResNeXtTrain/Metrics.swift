@@ -25,8 +25,9 @@ public struct EpochMetrics: Codable, Equatable, Sendable {
     public static let csvHeader = "epoch,step,lr,train_loss,train_accuracy,test_loss,test_accuracy,seconds,images_per_s"
 
     public var csvRow: String {
-        String(format: "%d,%d,%.6g,%.6f,%.6f,%.6f,%.6f,%.3f,%.2f", epoch, step, lr, trainLoss, trainAccuracy,
-               testLoss, testAccuracy, seconds, imagesPerSecond)
+        String(
+            format: "%d,%d,%.6g,%.6f,%.6f,%.6f,%.6f,%.3f,%.2f", epoch, step, lr, trainLoss, trainAccuracy,
+            testLoss, testAccuracy, seconds, imagesPerSecond)
     }
 
     public func jsonLine() throws -> String { try snakeCaseJSON(self) }

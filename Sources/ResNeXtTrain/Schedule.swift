@@ -16,8 +16,10 @@ public struct LearningRateSchedule: Codable, Equatable, Sendable {
     public var epochs: Int
     public var stepsPerEpoch: Int
 
-    public init(kind: Kind, baseLR: Double, targetLR: Double, milestones: [Int], decay: Double, warmupEpochs: Double,
-                epochs: Int, stepsPerEpoch: Int) {
+    public init(
+        kind: Kind, baseLR: Double, targetLR: Double, milestones: [Int], decay: Double, warmupEpochs: Double,
+        epochs: Int, stepsPerEpoch: Int
+    ) {
         self.kind = kind; self.baseLR = baseLR; self.targetLR = targetLR; self.milestones = milestones
         self.decay = decay; self.warmupEpochs = warmupEpochs; self.epochs = epochs; self.stepsPerEpoch = stepsPerEpoch
     }

@@ -30,8 +30,9 @@ public struct TrainSettings: ParsableArguments, Encodable, Sendable {
     public var nesterov = true
     @Option(help: "Learning-rate schedule: multistep or cosine.")
     public var schedule = LearningRateSchedule.Kind.multistep
-    @Option(help: ArgumentHelp("Epochs at which multistep multiplies the rate by --lr-decay, comma-separated. (default: 150,225)", valueName: "epochs"),
-            transform: TrainSettings.milestones(_:))
+    @Option(
+        help: ArgumentHelp("Epochs at which multistep multiplies the rate by --lr-decay, comma-separated. (default: 150,225)", valueName: "epochs"),
+        transform: TrainSettings.milestones(_:))
     public var milestones = [150, 225]
     @Option(name: .customLong("lr-decay"), help: "Factor applied at each milestone.")
     public var lrDecay = 0.1
@@ -61,9 +62,17 @@ public struct TrainSettings: ParsableArguments, Encodable, Sendable {
     public var checkEvery: Int?
     @Option(name: .customLong("progress-seconds"), help: "Seconds between progress lines.")
     public var progressSeconds = 5.0
-    @Option(name: .customLong("bucket-mb"), help: "Gradient allreduce bucket in MiB, reduced while the backward pass goes on (as DDP's bucket_cap_mb); 0: one allreduce after the backward pass.")
+    @Option(
+        name: .customLong("bucket-mb"),
+        help:
+            "Gradient allreduce bucket in MiB, reduced while the backward pass goes on (as DDP's bucket_cap_mb); 0: one allreduce after the backward pass."
+    )
     public var bucketMB = TrainSettings.defaultBucketMebibytes
-    @Flag(name: .customLong("tune-convolutions"), help: "Before the first step, time each distinct convolution on each of the engine's paths (own kernels or OpenBLAS) and keep the fastest where it beats the default by more than 5 %, as torch.backends.cudnn.benchmark. Checkpoints record the choice; --resume keeps it.")
+    @Flag(
+        name: .customLong("tune-convolutions"),
+        help:
+            "Before the first step, time each distinct convolution on each of the engine's paths (own kernels or OpenBLAS) and keep the fastest where it beats the default by more than 5 %, as torch.backends.cudnn.benchmark. Checkpoints record the choice; --resume keeps it."
+    )
     public var tuneConvolutions = false
 
     public init() {}
@@ -97,7 +106,9 @@ public struct TrainSettings: ParsableArguments, Encodable, Sendable {
         try model.validate()
         try ResNeXtConfig.validateBatch(batchSize, bnGroup: bnGroup)
         guard batchSize % (processes * bnGroup) == 0 else {
-            throw ResNeXtError("--batch-size \(batchSize) is not divisible by \(processes) processes x --bn-group \(bnGroup): each process needs a whole number of BN groups (choose a batch that is a multiple of \(processes * bnGroup))")
+            throw ResNeXtError(
+                "--batch-size \(batchSize) is not divisible by \(processes) processes x --bn-group \(bnGroup): each process needs a whole number of BN groups (choose a batch that is a multiple of \(processes * bnGroup))"
+            )
         }
         guard epochs >= 1 else { throw ResNeXtError("--epochs must be at least 1 (got \(epochs))") }
         guard targetLR > 0, baseLR > 0 else { throw ResNeXtError("--base-lr and --lr must be positive") }
@@ -127,10 +138,12 @@ public struct TrainSettings: ParsableArguments, Encodable, Sendable {
 extension LearningRateSchedule.Kind: ExpressibleByArgument {}
 
 // A parsed option encodes as its value: what lets the options themselves be the JSON record.
+// swift-format-ignore: AvoidRetroactiveConformances
 extension Option: @retroactive Encodable where Value: Encodable {
     public func encode(to encoder: Encoder) throws { try wrappedValue.encode(to: encoder) }
 }
 
+// swift-format-ignore: AvoidRetroactiveConformances
 extension Flag: @retroactive Encodable where Value: Encodable {
     public func encode(to encoder: Encoder) throws { try wrappedValue.encode(to: encoder) }
 }

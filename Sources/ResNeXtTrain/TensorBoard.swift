@@ -54,7 +54,6 @@ public final class TensorBoardWriter {
     private func littleEndian(_ v: UInt32) -> [UInt8] { (0..<4).map { UInt8(truncatingIfNeeded: v >> (8 * $0)) } }
 }
 
-
 /// CRC-32C (Castagnoli), bitwise-table implementation.
 public func crc32c(_ bytes: [UInt8]) -> UInt32 {
     var crc: UInt32 = 0xFFFF_FFFF

@@ -44,7 +44,8 @@ public final class Trainer {
         setBLASThreads(s.threads)
         let data = try CIFAR10(directory: s.dataDir)
         guard data.test.count >= processes else {
-            throw ResNeXtError("\(s.dataDir)/\(CIFAR10.testFile): \(data.test.count) test images for \(processes) processes; every process needs at least one")
+            throw ResNeXtError(
+                "\(s.dataDir)/\(CIFAR10.testFile): \(data.test.count) test images for \(processes) processes; every process needs at least one")
         }
         let order = EpochOrder(count: data.train.count, batchSize: s.batchSize, shuffle: s.shuffle, seed: s.seed)
         guard order.batchesPerEpoch >= 1 else {
@@ -90,15 +91,21 @@ public final class Trainer {
         if !tunedPaths, let hint = untunedAVX512Hint { log(hint) }
 
         let stepsPerEpoch = order.batchesPerEpoch
-        let schedule = LearningRateSchedule(kind: s.schedule, baseLR: s.baseLR, targetLR: s.targetLR, milestones: s.milestones,
-                                            decay: s.lrDecay, warmupEpochs: s.warmupEpochs, epochs: s.epochs,
-                                            stepsPerEpoch: stepsPerEpoch)
+        let schedule = LearningRateSchedule(
+            kind: s.schedule, baseLR: s.baseLR, targetLR: s.targetLR, milestones: s.milestones,
+            decay: s.lrDecay, warmupEpochs: s.warmupEpochs, epochs: s.epochs,
+            stepsPerEpoch: stepsPerEpoch)
         let lastStep = min(s.epochs * stepsPerEpoch, s.maxSteps ?? Int.max)
         let metrics = comm.isRoot ? try MetricsLog(outdir: s.outdir, keepThroughEpoch: s.resumePath == nil ? 0 : step / stepsPerEpoch) : nil
         let board = (comm.isRoot && s.tensorboard) ? try TensorBoardWriter(directory: s.outdir + "/tb") : nil
-        if comm.isRoot { try writeConfig(net: net, tunedPaths: tunedPaths, trainImages: data.train.count, testImages: data.test.count, stepsPerEpoch: stepsPerEpoch) }
+        if comm.isRoot {
+            try writeConfig(
+                net: net, tunedPaths: tunedPaths, trainImages: data.train.count, testImages: data.test.count, stepsPerEpoch: stepsPerEpoch)
+        }
         log("\(s.model): \(net.store.parameterCount) parameters; \(data.train.count) train and \(data.test.count) test images in \(s.dataDir)")
-        log("\(processes) process(es) x \(perRank) images = batch \(s.batchSize); \(perRank / s.bnGroup) BN group(s) of \(s.bnGroup) per process; lr \(s.targetLR) (\(s.lr == nil ? "base-lr \(s.baseLR) x \(s.batchSize)/128" : "--lr")), \(s.schedule.rawValue)\(s.warmupEpochs > 0 ? ", warm-up \(s.warmupEpochs) epochs from \(s.baseLR)" : ""); \(stepsPerEpoch) steps per epoch, \(s.epochs) epochs")
+        log(
+            "\(processes) process(es) x \(perRank) images = batch \(s.batchSize); \(perRank / s.bnGroup) BN group(s) of \(s.bnGroup) per process; lr \(s.targetLR) (\(s.lr == nil ? "base-lr \(s.baseLR) x \(s.batchSize)/128" : "--lr")), \(s.schedule.rawValue)\(s.warmupEpochs > 0 ? ", warm-up \(s.warmupEpochs) epochs from \(s.baseLR)" : ""); \(stepsPerEpoch) steps per epoch, \(s.epochs) epochs"
+        )
 
         let reducer = GradientReducer(comm: comm, store: net.store, bucketFloats: GradientReducer.floats(mebibytes: s.bucketMB))
         let pipeline = ImagePipeline(augment: s.augment, seed: s.seed)
@@ -139,26 +146,34 @@ public final class Trainer {
                     lastReport = now
                     let rate = Double((step - firstStep) * s.batchSize) / (now - runStart)
                     let eta = Double(lastStep - step) * Double(s.batchSize) / rate
-                    log(String(format: "epoch %d/%d step %d/%d loss %.4f acc %.2f%% lr %.4g %.1f img/s ETA %@",
-                               epoch + 1, s.epochs, step, lastStep, lossSum / Double(steps),
-                               100 * correct / Double(steps * s.batchSize), lr, rate, formatDuration(eta)))
+                    log(
+                        String(
+                            format: "epoch %d/%d step %d/%d loss %.4f acc %.2f%% lr %.4g %.1f img/s ETA %@",
+                            epoch + 1, s.epochs, step, lastStep, lossSum / Double(steps),
+                            100 * correct / Double(steps * s.batchSize), lr, rate, formatDuration(eta)))
                 }
             }
             if s.checkEvery == nil { try checkReplicas(net, step: step) }
             let seconds = Profile.now() - epochStart
             let (testLoss, testAccuracy) = evaluate(net, data.test, pipeline: pipeline)
-            let row = EpochMetrics(epoch: epoch + 1, step: step, lr: lr, trainLoss: lossSum / Double(steps),
-                                   trainAccuracy: correct / Double(steps * s.batchSize), testLoss: testLoss,
-                                   testAccuracy: testAccuracy, seconds: seconds,
-                                   imagesPerSecond: Double(steps * s.batchSize) / seconds)
+            let row = EpochMetrics(
+                epoch: epoch + 1, step: step, lr: lr, trainLoss: lossSum / Double(steps),
+                trainAccuracy: correct / Double(steps * s.batchSize), testLoss: testLoss,
+                testAccuracy: testAccuracy, seconds: seconds,
+                imagesPerSecond: Double(steps * s.batchSize) / seconds)
             if comm.isRoot {
-                log(String(format: "epoch %d done: step %d, train loss %.4f acc %.2f%%, test loss %.4f acc %.2f%%, %.1f s, %.1f img/s",
-                           row.epoch, row.step, row.trainLoss, 100 * row.trainAccuracy, row.testLoss, 100 * row.testAccuracy,
-                           row.seconds, row.imagesPerSecond))
+                log(
+                    String(
+                        format: "epoch %d done: step %d, train loss %.4f acc %.2f%%, test loss %.4f acc %.2f%%, %.1f s, %.1f img/s",
+                        row.epoch, row.step, row.trainLoss, 100 * row.trainAccuracy, row.testLoss, 100 * row.testAccuracy,
+                        row.seconds, row.imagesPerSecond))
                 try metrics?.append(row)
-                board?.scalars([("Train/Loss", row.trainLoss), ("Train/Accuracy", row.trainAccuracy),
-                                ("Test/Loss", row.testLoss), ("Test/Accuracy", row.testAccuracy),
-                                ("LR", row.lr), ("images/s", row.imagesPerSecond)], step: row.epoch)
+                board?.scalars(
+                    [
+                        ("Train/Loss", row.trainLoss), ("Train/Accuracy", row.trainAccuracy),
+                        ("Test/Loss", row.testLoss), ("Test/Accuracy", row.testAccuracy),
+                        ("LR", row.lr), ("images/s", row.imagesPerSecond),
+                    ], step: row.epoch)
                 board?.flush()
                 try Checkpoint.save(net, step: step, settings: s, tunedPaths: tunedPaths, to: s.outdir + "/" + Checkpoint.fileName)
             }
@@ -172,12 +187,15 @@ public final class Trainer {
     }
 
     /// One data-parallel step; returns this step's global mean loss and global correct count.
-    func trainStep(_ net: ResNeXt<Float>, images: [Float], labels: [Int32], n: Int, optimizer: SGD,
-                   reducer: GradientReducer) -> (Double, Double) {
+    func trainStep(
+        _ net: ResNeXt<Float>, images: [Float], labels: [Int32], n: Int, optimizer: SGD,
+        reducer: GradientReducer
+    ) -> (Double, Double) {
         let result = images.withUnsafeBufferPointer { img in
             labels.withUnsafeBufferPointer { lab in
-                DataParallel.step(net, images: img.baseAddress!, labels: lab.baseAddress!, n: n, globalBatch: settings.batchSize,
-                                  bnGroup: settings.bnGroup, optimizer: optimizer, reducer: reducer)
+                DataParallel.step(
+                    net, images: img.baseAddress!, labels: lab.baseAddress!, n: n, globalBatch: settings.batchSize,
+                    bnGroup: settings.bnGroup, optimizer: optimizer, reducer: reducer)
             }
         }
         var sums = [result.loss, Double(result.correct)]
@@ -246,17 +264,20 @@ public final class Trainer {
         comm.allreduceSum(&all)
         let differ = all.indices.filter { all[$0] != all[0] }
         if !differ.isEmpty {
-            throw CollectiveError("replica check failed at step \(step): rank(s) \(differ.map(String.init).joined(separator: ", ")) hold different weights or BN buffers than rank 0")
+            throw CollectiveError(
+                "replica check failed at step \(step): rank(s) \(differ.map(String.init).joined(separator: ", ")) hold different weights or BN buffers than rank 0"
+            )
         }
     }
 
     func writeConfig(net: ResNeXt<Float>, tunedPaths: Bool, trainImages: Int, testImages: Int, stepsPerEpoch: Int) throws {
         let s = settings
-        let config = RunConfig(settings: s, effectiveLR: s.targetLR, processes: comm.size, perProcessBatch: s.batchSize / comm.size,
-                               bnGroupsPerProcess: s.batchSize / comm.size / s.bnGroup, stepsPerEpoch: stepsPerEpoch,
-                               parameters: net.store.parameterCount, trainImages: trainImages, testImages: testImages,
-                               model: "\(s.model)", version: resnextDDPVersion,
-                               convolutionPaths: tunedPaths ? net.convolutionPaths : nil)
+        let config = RunConfig(
+            settings: s, effectiveLR: s.targetLR, processes: comm.size, perProcessBatch: s.batchSize / comm.size,
+            bnGroupsPerProcess: s.batchSize / comm.size / s.bnGroup, stepsPerEpoch: stepsPerEpoch,
+            parameters: net.store.parameterCount, trainImages: trainImages, testImages: testImages,
+            model: "\(s.model)", version: resnextDDPVersion,
+            convolutionPaths: tunedPaths ? net.convolutionPaths : nil)
         try writeAtomically(Array(try config.json().utf8) + [10], to: s.outdir + "/config.json")
     }
 }

@@ -21,19 +21,34 @@ struct Bench: ParsableCommand {
     var steps: Int = 5
     @Option(help: "Seed of the random weights and data.")
     var seed: UInt64 = 1
-    @Option(name: .customLong("bucket-mb"), help: "Gradient allreduce bucket in MiB, reduced while the backward pass goes on; 0: one allreduce after it.")
+    @Option(
+        name: .customLong("bucket-mb"), help: "Gradient allreduce bucket in MiB, reduced while the backward pass goes on; 0: one allreduce after it.")
     var bucketMB = TrainSettings.defaultBucketMebibytes
-    @Option(name: .customLong("simulate-network"), help: "Add a simulated network of this many GB/s: each bucket also spends bytes / rate on one link, while the CPU computes (shows the overlap).")
+    @Option(
+        name: .customLong("simulate-network"),
+        help:
+            "Add a simulated network of this many GB/s: each bucket also spends bytes / rate on one link, while the CPU computes (shows the overlap)."
+    )
     var simulateNetwork: Double?
     @Flag(help: "Print one JSON object instead of text.")
     var json = false
     @Flag(help: "Print the time per kind of work (GEMM, im2col, batch norm, ...) over the timed steps.")
     var profile = false
-    @Flag(help: "Then time each distinct grouped 3x3 convolution of the model, forward and backward, three ways: im2col + GEMM, the default (the direct kernel where it applies), and direct including the weight gradient; then every distinct convolution on the default path, and their sum per step against SGEMM (the ceiling the convolutions put on the step). One process only.")
+    @Flag(
+        help:
+            "Then time each distinct grouped 3x3 convolution of the model, forward and backward, three ways: im2col + GEMM, the default (the direct kernel where it applies), and direct including the weight gradient; then every distinct convolution on the default path, and their sum per step against SGEMM (the ceiling the convolutions put on the step). One process only."
+    )
     var layers = false
-    @Option(help: ArgumentHelp("Time the steps with one of the engine's paths off and on in turn (off, on, on, off, off, ...; --steps each, after a warm-up step of each), in the same process, so that the machine's drift falls on both; print each setting's median. tuned: the default paths against those --tune-convolutions keeps.", valueName: Alternation.allCases.map(\.rawValue).joined(separator: "|")))
+    @Option(
+        help: ArgumentHelp(
+            "Time the steps with one of the engine's paths off and on in turn (off, on, on, off, off, ...; --steps each, after a warm-up step of each), in the same process, so that the machine's drift falls on both; print each setting's median. tuned: the default paths against those --tune-convolutions keeps.",
+            valueName: Alternation.allCases.map(\.rawValue).joined(separator: "|")))
     var alternate: Alternation?
-    @Flag(name: .customLong("tune-convolutions"), help: "Before the steps, time each distinct convolution on each of the engine's paths (own kernels or OpenBLAS) and keep the fastest where it beats the default by more than 5 %, as torch.backends.cudnn.benchmark; print the choices. All processes agree on them.")
+    @Flag(
+        name: .customLong("tune-convolutions"),
+        help:
+            "Before the steps, time each distinct convolution on each of the engine's paths (own kernels or OpenBLAS) and keep the fastest where it beats the default by more than 5 %, as torch.backends.cudnn.benchmark; print the choices. All processes agree on them."
+    )
     var tuneConvolutions = false
 
     var config: ResNeXtConfig { ResNeXtConfig(depth: model.depth, cardinality: model.cardinality, baseChannels: model.baseChannels) }
@@ -47,7 +62,9 @@ struct Bench: ParsableCommand {
         }
         do { try ResNeXtConfig.validateBatch(batchSize, bnGroup: bnGroup) } catch { throw ValidationError("\(error)") }
         if tuneConvolutions && (layers || (alternate != nil && alternate != .tuned)) {
-            throw ValidationError("--tune-convolutions fixes each layer's path, which --layers and --alternate compare; use one of them (--alternate tuned times the tuned paths against the defaults)")
+            throw ValidationError(
+                "--tune-convolutions fixes each layer's path, which --layers and --alternate compare; use one of them (--alternate tuned times the tuned paths against the defaults)"
+            )
         }
         if layers && alternate != nil { throw ValidationError("--layers and --alternate exclude each other") }
         do { try config.validate() } catch { throw ValidationError("\(error)") }
@@ -58,7 +75,8 @@ struct Bench: ParsableCommand {
         defer { comm.finish() }
         guard batchSize % (comm.size * bnGroup) == 0 else {
             if comm.isRoot {
-                FileHandleOutput.standardError.write("error: --batch-size \(batchSize) is not divisible by \(comm.size) processes x --bn-group \(bnGroup)\n")
+                FileHandleOutput.standardError.write(
+                    "error: --batch-size \(batchSize) is not divisible by \(comm.size) processes x --bn-group \(bnGroup)\n")
             }
             throw ExitCode(1)
         }
@@ -78,8 +96,9 @@ struct Bench: ParsableCommand {
             let choices = ConvolutionTuner.tune(net, n: perRank, seed: seed, agree: { comm.allreduceSum(&$0) })
             tuning = (choices, Profile.now() - t0)
         }
-        let bench = StepBenchmark(net: net, comm: comm, batchSize: batchSize, bnGroup: bnGroup, steps: steps, seed: seed,
-                                  bucketMB: bucketMB, alternation: alternate, profile: profile, byLayer: layers)
+        let bench = StepBenchmark(
+            net: net, comm: comm, batchSize: batchSize, bnGroup: bnGroup, steps: steps, seed: seed,
+            bucketMB: bucketMB, alternation: alternate, profile: profile, byLayer: layers)
         let t = bench.run()
         let median = t.medianStep, sgemm = t.medianSGEMM
         let imagesPerSecond = Double(batchSize) / median
@@ -101,38 +120,55 @@ struct Bench: ParsableCommand {
                 gflops: gflops, sgemmGflopsPerProcess: sgemm, stepShareOfSgemm: share, sgemmSamples: t.sgemm.count,
                 sgemmMin: t.sgemm.min()!, sgemmMax: t.sgemm.max()!, stepShareOfAdjacentSgemm: adjacentShare, peakMibPerProcess: peak)
             if let tuning { report.addTuning(paths: net.convolutionPaths, seconds: tuning.seconds) }
-            if let alternate { report.addAlternation(alternate.rawValue, off: off[off.count / 2], on: on[on.count / 2], pairMedian: pairs[pairs.count / 2]) }
+            if let alternate {
+                report.addAlternation(alternate.rawValue, off: off[off.count / 2], on: on[on.count / 2], pairMedian: pairs[pairs.count / 2])
+            }
             print(try report.json())
         } else {
             printText(t, net: net, comm: comm, tuning: tuning, peak: peak, share: share, adjacentShares: adjacentShares)
         }
         if profile { print(Profile.table(steps: t.steps.count, total: t.steps.reduce(0, +))) }
         if layers {
-            print(LayerTable.render(net, n: perRank, repeats: max(steps, 3), seed: seed, sgemm: sgemm, steps: t.steps.count,
-                                    step: median, share: share, inStep: t.layerSeconds))
+            print(
+                LayerTable.render(
+                    net, n: perRank, repeats: max(steps, 3), seed: seed, sgemm: sgemm, steps: t.steps.count,
+                    step: median, share: share, inStep: t.layerSeconds))
         }
     }
 
-    func printText(_ t: StepBenchmark.Timings, net: ResNeXt<Float>, comm: Communicator,
-                   tuning: (choices: [ConvolutionTuner.Choice], seconds: Double)?, peak: Double, share: Double, adjacentShares: [Double]) {
+    func printText(
+        _ t: StepBenchmark.Timings, net: ResNeXt<Float>, comm: Communicator,
+        tuning: (choices: [ConvolutionTuner.Choice], seconds: Double)?, peak: Double, share: Double, adjacentShares: [Double]
+    ) {
         let perRank = batchSize / comm.size, median = t.medianStep, imagesPerSecond = Double(batchSize) / median
         let gflops = 6 * Double(net.macsPerImage) * imagesPerSecond / 1e9
         let (off, on) = t.bySetting, pairs = t.pairRatios
-        print("\(config), \(comm.size) process(es) x \(perRank) images = batch \(batchSize), BN group \(bnGroup), \(threads) thread(s) each (OpenBLAS \(blasCoreName)), \(net.store.parameterCount) parameters, \(String(format: "%.3f", Double(net.macsPerImage) / 1e9)) GMAC/image")
-        print(String(format: "median of %d steps: %.1f ms/step (waiting for allreduce %.2f ms), %.2f images/s, %.1f GFLOP/s effective, peak memory %.0f MiB per process",
-                     t.steps.count, median * 1000, t.medianCommunication * 1000, imagesPerSecond, gflops, peak))
-        print(String(format: "SGEMM 1024x1024x1024 between the steps: %.1f GFLOP/s per process (median of %d, %.1f-%.1f); the step runs at %.0f %% of it (each step against the SGEMM right after it: median %.0f %%, %.0f-%.0f %%)",
-                     t.medianSGEMM, t.sgemm.count, t.sgemm.min()!, t.sgemm.max()!, 100 * share,
-                     100 * adjacentShares[adjacentShares.count / 2], 100 * adjacentShares.first!, 100 * adjacentShares.last!))
+        print(
+            "\(config), \(comm.size) process(es) x \(perRank) images = batch \(batchSize), BN group \(bnGroup), \(threads) thread(s) each (OpenBLAS \(blasCoreName)), \(net.store.parameterCount) parameters, \(String(format: "%.3f", Double(net.macsPerImage) / 1e9)) GMAC/image"
+        )
+        print(
+            String(
+                format:
+                    "median of %d steps: %.1f ms/step (waiting for allreduce %.2f ms), %.2f images/s, %.1f GFLOP/s effective, peak memory %.0f MiB per process",
+                t.steps.count, median * 1000, t.medianCommunication * 1000, imagesPerSecond, gflops, peak))
+        print(
+            String(
+                format:
+                    "SGEMM 1024x1024x1024 between the steps: %.1f GFLOP/s per process (median of %d, %.1f-%.1f); the step runs at %.0f %% of it (each step against the SGEMM right after it: median %.0f %%, %.0f-%.0f %%)",
+                t.medianSGEMM, t.sgemm.count, t.sgemm.min()!, t.sgemm.max()!, 100 * share,
+                100 * adjacentShares[adjacentShares.count / 2], 100 * adjacentShares.first!, 100 * adjacentShares.last!))
         print(Startup.blasKernelsLine)
         if !tuneConvolutions && alternate == nil && !layers, let hint = untunedAVX512Hint { print(hint) }
         if let tuning { print(ConvolutionTuner.report(tuning.choices, processes: comm.size, seconds: tuning.seconds)) }
         if let alternate {
             let (offMedian, onMedian) = (off[off.count / 2], on[on.count / 2])
-            print(String(format: "--alternate %@ (%@), %d steps each in the same run: off %.1f ms/step (%.1f-%.1f), on %.1f ms/step (%.1f-%.1f); on/off %.3f; on/off of the %d adjacent pairs: median %.3f (%.3f-%.3f)",
-                         alternate.rawValue, alternate.settings, steps, offMedian * 1000, off[0] * 1000, off.last! * 1000,
-                         onMedian * 1000, on[0] * 1000, on.last! * 1000, onMedian / offMedian,
-                         pairs.count, pairs[pairs.count / 2], pairs[0], pairs.last!))
+            print(
+                String(
+                    format:
+                        "--alternate %@ (%@), %d steps each in the same run: off %.1f ms/step (%.1f-%.1f), on %.1f ms/step (%.1f-%.1f); on/off %.3f; on/off of the %d adjacent pairs: median %.3f (%.3f-%.3f)",
+                    alternate.rawValue, alternate.settings, steps, offMedian * 1000, off[0] * 1000, off.last! * 1000,
+                    onMedian * 1000, on[0] * 1000, on.last! * 1000, onMedian / offMedian,
+                    pairs.count, pairs[pairs.count / 2], pairs[0], pairs.last!))
         }
     }
 }

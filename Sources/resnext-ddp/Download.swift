@@ -1,10 +1,11 @@
 import ArgumentParser
 import Foundation
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
 import ResNeXt
 import ResNeXtTrain
+
+#if canImport(FoundationNetworking)
+    import FoundationNetworking
+#endif
 
 struct Download: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -28,7 +29,9 @@ struct Download: ParsableCommand {
             let bytes = try fetch(source)
             let digest = md5Hex([UInt8](bytes))
             guard digest == md5.lowercased() else {
-                throw ResNeXtError("--url \(url): MD5 of the \(bytes.count)-byte archive is \(digest), expected \(md5); the download is damaged or not the official cifar-10-binary.tar.gz, nothing was unpacked")
+                throw ResNeXtError(
+                    "--url \(url): MD5 of the \(bytes.count)-byte archive is \(digest), expected \(md5); the download is damaged or not the official cifar-10-binary.tar.gz, nothing was unpacked"
+                )
             }
             try FileManager.default.createDirectory(atPath: dest, withIntermediateDirectories: true)
             let archive = dest + "/.cifar-10-binary.tar.gz.part"
@@ -61,14 +64,20 @@ struct Download: ParsableCommand {
         let box = Box()
         let done = DispatchSemaphore(value: 0)
         URLSession.shared.dataTask(with: source) { data, response, error in
-            if let error { box.error = "\(error.localizedDescription)" }
-            else if let http = response as? HTTPURLResponse, http.statusCode != 200 { box.error = "HTTP \(http.statusCode)" }
-            else { box.data = data }
+            if let error {
+                box.error = "\(error.localizedDescription)"
+            } else if let http = response as? HTTPURLResponse, http.statusCode != 200 {
+                box.error = "HTTP \(http.statusCode)"
+            } else {
+                box.data = data
+            }
             done.signal()
         }.resume()
         done.wait()
         guard let data = box.data else {
-            throw ResNeXtError("--url \(url): download failed (\(box.error ?? "no data")); fetch the archive by other means and pass --url file:///path/cifar-10-binary.tar.gz")
+            throw ResNeXtError(
+                "--url \(url): download failed (\(box.error ?? "no data")); fetch the archive by other means and pass --url file:///path/cifar-10-binary.tar.gz"
+            )
         }
         return data
     }

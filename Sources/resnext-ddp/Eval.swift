@@ -11,7 +11,8 @@ struct Eval: ParsableCommand {
     @Option(help: "Network depth (default: as recorded in the file, else 29).") var depth: Int?
     @Option(help: "Cardinality (default: as recorded in the file, else 8).") var cardinality: Int?
     @Option(name: .customLong("base-channels"), help: "Base width (default: as recorded in the file, else 64).") var baseChannels: Int?
-    @Option(name: .customLong("data-dir"), help: "CIFAR-10 binary folder (default: $RESNEXT_DATA, else ./data/cifar-10-batches-bin).") var dataDir: String?
+    @Option(name: .customLong("data-dir"), help: "CIFAR-10 binary folder (default: $RESNEXT_DATA, else ./data/cifar-10-batches-bin).") var dataDir:
+        String?
     @Option(help: "test or train.") var split = "test"
     @Option(name: .customLong("batch-size"), help: "Images per forward pass.") var batchSize = 100
     @Option(help: "OpenBLAS threads.") var threads = 1
@@ -27,8 +28,9 @@ struct Eval: ParsableCommand {
             setBLASThreads(threads)
             let file = try SafeTensorsFile(path: weights)
             let recorded = ResNeXt<Float>.recordedConfig(file)
-            let config = ResNeXtConfig(depth: depth ?? recorded?.depth ?? 29, cardinality: cardinality ?? recorded?.cardinality ?? 8,
-                                       baseChannels: baseChannels ?? recorded?.baseChannels ?? 64)
+            let config = ResNeXtConfig(
+                depth: depth ?? recorded?.depth ?? 29, cardinality: cardinality ?? recorded?.cardinality ?? 8,
+                baseChannels: baseChannels ?? recorded?.baseChannels ?? 64)
             let net = try ResNeXt<Float>(config, maxBatch: batchSize)
             // checkpoints hold momentum tensors too: only the state_dict entries are required
             try net.loadStateDict(file, strict: file.metadata["checkpoint"] == nil)
@@ -40,8 +42,10 @@ struct Eval: ParsableCommand {
             if json {
                 print("{\"loss\": \(loss / n), \"accuracy\": \(correct / n), \"images\": \(part.count)}")
             } else {
-                print(String(format: "%@ on %@ (%d images): loss %.4f, accuracy %.2f %% (error %.2f %%)",
-                             "\(config)", split, part.count, loss / n, 100 * correct / n, 100 - 100 * correct / n))
+                print(
+                    String(
+                        format: "%@ on %@ (%d images): loss %.4f, accuracy %.2f %% (error %.2f %%)",
+                        "\(config)", split, part.count, loss / n, 100 * correct / n, 100 - 100 * correct / n))
             }
         } catch let error as ResNeXtError {
             FileHandleOutput.standardError.write("error: \(error)\n")

@@ -14,8 +14,9 @@ enum Startup {
     /// when no restart happens (the first start without a fix, or the restarted process).
     static func chooseBLASKernels() -> BLASKernelChoice {
         let env = ProcessInfo.processInfo.environment
-        let choice = BLASKernelChoice.decide(picked: blasCoreName, coretype: env["OPENBLAS_CORETYPE"],
-                                             restartedFrom: env[restartedFromVariable], processor: .current)
+        let choice = BLASKernelChoice.decide(
+            picked: blasCoreName, coretype: env["OPENBLAS_CORETYPE"],
+            restartedFrom: env[restartedFromVariable], processor: .current)
         guard case .restart(let picked, let family) = choice else { return choice }
         setenv("OPENBLAS_CORETYPE", family, 1)
         setenv(restartedFromVariable, picked, 1)

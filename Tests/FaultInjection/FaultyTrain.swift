@@ -11,7 +11,10 @@ struct FaultyTrain: ParsableCommand {
         commandName: "resnext-ddp-faults",
         abstract: "resnext-ddp train with a fault injected: --fault rank=R,step=S,kind=error|diverge, then train's options.")
 
-    @Option(help: "rank=R,step=S,kind=error|diverge: at training step S (from 1), rank R stops with an error, or its gradients move so that its weights differ from the other ranks'.")
+    @Option(
+        help:
+            "rank=R,step=S,kind=error|diverge: at training step S (from 1), rank R stops with an error, or its gradients move so that its weights differ from the other ranks'."
+    )
     var fault: Fault
     @OptionGroup var settings: TrainSettings
 
@@ -39,7 +42,8 @@ struct Fault: ExpressibleByArgument {
             fields[kv[0]] = kv[1]
         }
         guard let rank = fields["rank"].flatMap(Int.init), let step = fields["step"].flatMap(Int.init),
-              let kind = Kind(rawValue: fields["kind"] ?? "error") else { return nil }
+            let kind = Kind(rawValue: fields["kind"] ?? "error")
+        else { return nil }
         (self.rank, self.step, self.kind) = (rank, step, kind)
     }
 }

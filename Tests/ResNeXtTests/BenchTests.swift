@@ -39,7 +39,9 @@ import Testing
         #expect(field("sgemm_samples") == 5, "\(json.stdout)")
         if let rate = field("sgemm_gflops_per_process"), let lo = field("sgemm_min"), let hi = field("sgemm_max") {
             #expect(lo <= rate && rate <= hi, "\(json.stdout)")
-        } else { Issue.record("no SGEMM figures: \(json.stdout)") }
+        } else {
+            Issue.record("no SGEMM figures: \(json.stdout)")
+        }
         #expect((field("step_share_of_adjacent_sgemm") ?? 0) > 0, "\(json.stdout)")
     }
 
@@ -96,10 +98,13 @@ import Testing
         let bad = try CLI.run(args + ["--alternate", "direct3x3"])
         #expect(bad.status != 0 && bad.stderr.contains("--tune-convolutions fixes each layer's path"), "\(bad.output)")
         // --alternate tuned: the default paths against the tuned ones, step by step, after the table
-        let alternating = try MPI.run(2, ["bench"] + MPITests.tiny + ["--batch-size", "8", "--bn-group", "4", "--steps", "2", "--alternate", "tuned"])
+        let alternating = try MPI.run(
+            2, ["bench"] + MPITests.tiny + ["--batch-size", "8", "--bn-group", "4", "--steps", "2", "--alternate", "tuned"])
         #expect(alternating.status == 0, "\(alternating.output)")
         #expect(alternating.stdout.contains("--tune-convolutions: ") && alternating.stdout.contains("median of 4 steps: "), "\(alternating.stdout)")
-        #expect(alternating.stdout.contains("--alternate tuned (off: the default paths, on: the tuned ones), 2 steps each in the same run: off "), "\(alternating.stdout)")
+        #expect(
+            alternating.stdout.contains("--alternate tuned (off: the default paths, on: the tuned ones), 2 steps each in the same run: off "),
+            "\(alternating.stdout)")
     }
 
     /// `bench --layers` times each distinct grouped 3x3 convolution three ways (depth 11: one per
@@ -145,8 +150,11 @@ import Testing
         // times to the in-step total
         let kinds = tables[2].split(separator: "\n").filter { $0.hasPrefix("| ") && !$0.hasPrefix("| kind") }
             .map { $0.split(separator: "|").map { $0.trimmingCharacters(in: .whitespaces) } }
-        #expect(Set(kinds.map { $0[0] }) == ["stem (3x3, no input gradient)", "1x1, stride 1", "1x1, stride 2 (projection shortcuts)",
-                                             "3x3 grouped, stride 1", "3x3 grouped, stride 2"], "\(one.stdout)")
+        #expect(
+            Set(kinds.map { $0[0] }) == [
+                "stem (3x3, no input gradient)", "1x1, stride 1", "1x1, stride 2 (projection shortcuts)",
+                "3x3 grouped, stride 1", "3x3 grouped, stride 2",
+            ], "\(one.stdout)")
         #expect(kinds.map { Int($0[1]) ?? 0 }.reduce(0, +) == expected, "\(one.stdout)")
         let shares = kinds.map { Double($0[2].replacingOccurrences(of: " %", with: "")) ?? .nan }
         #expect(abs(shares.reduce(0, +) - 100) <= Double(kinds.count), "\(one.stdout)")

@@ -41,8 +41,9 @@ final class RecordingCommunicator: Communicator {
             comm.started = []
             images.withUnsafeBufferPointer { img in
                 labels.withUnsafeBufferPointer { lab in
-                    _ = DataParallel.step(net, images: img.baseAddress!, labels: lab.baseAddress!, n: 4, globalBatch: 4,
-                                          bnGroup: 2, optimizer: SGD(learningRate: 0.1), reducer: reducer)
+                    _ = DataParallel.step(
+                        net, images: img.baseAddress!, labels: lab.baseAddress!, n: 4, globalBatch: 4,
+                        bnGroup: 2, optimizer: SGD(learningRate: 0.1), reducer: reducer)
                 }
             }
             let count = net.store.grads.count

@@ -30,8 +30,10 @@ enum CLI {
 
     /// Runs a command line, reading both pipes to the end before waiting (a full pipe deadlocks).
     /// `environment` is added to the test's own; the variables in `unset` are removed from it.
-    static func run(_ arguments: [String], executable: String = CLI.executable, environment: [String: String] = [:],
-                    unset: [String] = []) throws -> Result {
+    static func run(
+        _ arguments: [String], executable: String = CLI.executable, environment: [String: String] = [:],
+        unset: [String] = []
+    ) throws -> Result {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
@@ -54,8 +56,9 @@ enum CLI {
         let outData = out.fileHandleForReading.readDataToEndOfFile()
         group.wait()
         process.waitUntilExit()
-        return Result(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
-                      stderr: String(decoding: errData, as: UTF8.self))
+        return Result(
+            status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
+            stderr: String(decoding: errData, as: UTF8.self))
     }
 }
 
@@ -96,14 +99,17 @@ enum SyntheticCIFAR {
 /// more ranks than cores need --oversubscribe). Every run is bounded by `timeout`, so a rank left
 /// hanging fails the test instead of stalling the suite.
 enum MPI {
-    static func run(_ np: Int, _ arguments: [String], environment: [String: String] = [:], unset: [String] = [],
-                    program: String = CLI.executable, seconds: Int = 180) throws -> CLI.Result {
+    static func run(
+        _ np: Int, _ arguments: [String], environment: [String: String] = [:], unset: [String] = [],
+        program: String = CLI.executable, seconds: Int = 180
+    ) throws -> CLI.Result {
         var env = environment
         env["OMPI_ALLOW_RUN_AS_ROOT"] = "1"
         env["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
         env["OMPI_MCA_rmaps_base_oversubscribe"] = "1"
-        return try CLI.run(["timeout", "\(seconds)", "mpirun", "-np", "\(np)", "--oversubscribe", program] + arguments,
-                           executable: "/usr/bin/env", environment: env, unset: unset)
+        return try CLI.run(
+            ["timeout", "\(seconds)", "mpirun", "-np", "\(np)", "--oversubscribe", program] + arguments,
+            executable: "/usr/bin/env", environment: env, unset: unset)
     }
 
     /// Multiple-program launch: one argument list per rank.
@@ -113,7 +119,10 @@ enum MPI {
             if i > 0 { args.append(":") }
             args += ["-np", "1", CLI.executable] + a
         }
-        return try CLI.run(args, executable: "/usr/bin/env", environment: [
-            "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"])
+        return try CLI.run(
+            args, executable: "/usr/bin/env",
+            environment: [
+                "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
+            ])
     }
 }

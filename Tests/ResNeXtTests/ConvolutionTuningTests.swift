@@ -34,10 +34,12 @@ import Testing
         let net = try ResNeXt<Float>(Self.config, maxBatch: 4)
         var tried: [String: [String]] = [:], agreed: [Double] = []
         // measured: OpenBLAS twice as fast wherever it is tried
-        let choices = ConvolutionTuner.tune(net, n: 4, agree: { agreed = $0 }, measure: { conv, _, _, paths in
-            tried[conv.name] = paths.map(\.description)
-            return paths.map { $0 == .openBLAS ? 0.5 : 1.0 }
-        })
+        let choices = ConvolutionTuner.tune(
+            net, n: 4, agree: { agreed = $0 },
+            measure: { conv, _, _, paths in
+                tried[conv.name] = paths.map(\.description)
+                return paths.map { $0 == .openBLAS ? 0.5 : 1.0 }
+            })
         #expect(tried["stage1.block1.conv1"] == ["default", "openblas"], "\(tried)")
         #expect(tried["stage1.block1.conv2"] == ["default", "openblas", "direct"], "\(tried)")
         #expect(tried["stage3.block2.conv2"] == ["default", "openblas", "direct-weights"], "\(tried)")
@@ -50,8 +52,9 @@ import Testing
             for conv in choice.layers { #expect(conv.path == .openBLAS, "\(conv.name) shares the shape of \(choice.layers[0].name)") }
         }
         // the agreed timings decide, not this process's own: all equal keeps the defaults
-        let tied = ConvolutionTuner.tune(net, n: 4, agree: { $0 = [Double](repeating: 1, count: $0.count) },
-                                         measure: { _, _, _, paths in paths.map { $0 == .openBLAS ? 0.5 : 1.0 } })
+        let tied = ConvolutionTuner.tune(
+            net, n: 4, agree: { $0 = [Double](repeating: 1, count: $0.count) },
+            measure: { _, _, _, paths in paths.map { $0 == .openBLAS ? 0.5 : 1.0 } })
         #expect(tied.allSatisfy { $0.path == .rules })
         #expect(net.convolutionInputs.allSatisfy { $0.conv.path == .rules })
         #expect(net.convolutionPaths == "")

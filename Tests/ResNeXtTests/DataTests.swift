@@ -74,14 +74,16 @@ import Testing
 
     @Test func learningRateSchedules() {
         #expect(LearningRateSchedule.scaled(baseLR: 0.1, batchSize: 256) == 0.2)
-        let multi = LearningRateSchedule(kind: .multistep, baseLR: 0.1, targetLR: 0.1, milestones: [150, 225], decay: 0.1,
-                                         warmupEpochs: 0, epochs: 300, stepsPerEpoch: 10)
+        let multi = LearningRateSchedule(
+            kind: .multistep, baseLR: 0.1, targetLR: 0.1, milestones: [150, 225], decay: 0.1,
+            warmupEpochs: 0, epochs: 300, stepsPerEpoch: 10)
         #expect(multi.rate(step: 0) == 0.1)
         #expect(multi.rate(step: 1499) == 0.1)
         #expect(abs(multi.rate(step: 1500) - 0.01) < 1e-15)
         #expect(abs(multi.rate(step: 2250) - 0.001) < 1e-15)
-        let cosine = LearningRateSchedule(kind: .cosine, baseLR: 0.1, targetLR: 0.2, milestones: [], decay: 0.1,
-                                          warmupEpochs: 5, epochs: 105, stepsPerEpoch: 10)
+        let cosine = LearningRateSchedule(
+            kind: .cosine, baseLR: 0.1, targetLR: 0.2, milestones: [], decay: 0.1,
+            warmupEpochs: 5, epochs: 105, stepsPerEpoch: 10)
         #expect(cosine.rate(step: 0) == 0.1, "warm-up starts at base-lr")
         #expect(abs(cosine.rate(step: 25) - 0.15) < 1e-15, "half way through warm-up")
         #expect(cosine.rate(step: 50) == 0.2, "then the target")

@@ -41,8 +41,10 @@ import Testing
         conv.backward(x: x.base, dy: dy.base, dx: dx.base, n: n, h: h, w: w, col: col.base)
         let tag = "conv k\(kernel) s\(stride) p\(padding) g\(groups) \(h)x\(w)"
         expectClose(finiteDifferenceError(x: x.base, count: x.count, analytic: dx.toArray(), step: Self.step, objective: objective), "\(tag) dx")
-        expectClose(finiteDifferenceError(x: store.params.base, count: conv.weightCount, analytic: store.grads.toArray(),
-                                          step: Self.step, objective: objective), "\(tag) dW")
+        expectClose(
+            finiteDifferenceError(
+                x: store.params.base, count: conv.weightCount, analytic: store.grads.toArray(),
+                step: Self.step, objective: objective), "\(tag) dW")
         // accumulate adds to what dx held
         let before = dx.toArray()
         conv.backward(x: x.base, dy: dy.base, dx: dx.base, accumulate: true, n: n, h: h, w: w, col: col.base)
@@ -65,8 +67,9 @@ import Testing
         s.copy(from: randomArray(s.count, seed: 10).map(D.init))
         let r = randomArray(y.count, seed: 7).map(D.init)
         let objective = { () -> Double in
-            bn.forwardTraining(x: x.base, y: y.base, n: n, hw: hw, group: group, relu: relu,
-                               residual: residual ? UnsafePointer(s.base) : nil)
+            bn.forwardTraining(
+                x: x.base, y: y.base, n: n, hw: hw, group: group, relu: relu,
+                residual: residual ? UnsafePointer(s.base) : nil)
             return projection(y.base, r)
         }
         _ = objective()
@@ -79,24 +82,32 @@ import Testing
             bn.backward(x: x.base, dy: dy.base, dx: dx.base, n: n, hw: hw, group: group, relu: true)
             #expect(dx.toArray() == fromOutput, "mask from x equals mask from y")
         } else {
-            bn.backward(x: x.base, dy: dy.base, dx: dx.base, n: n, hw: hw, group: group,
-                        reluOutput: relu ? UnsafePointer(y.base) : nil, maskedDy: residual ? ds.base : nil)
+            bn.backward(
+                x: x.base, dy: dy.base, dx: dx.base, n: n, hw: hw, group: group,
+                reluOutput: relu ? UnsafePointer(y.base) : nil, maskedDy: residual ? ds.base : nil)
         }
         #expect(dy.toArray() == r, "backward leaves dy as it was")
         // skip inputs whose pre-activation sits next to the ReLU kink
         let out = y.toArray()
-        bn.forwardTraining(x: x.base, y: y.base, n: n, hw: hw, group: group, relu: false,
-                           residual: residual ? UnsafePointer(s.base) : nil)
+        bn.forwardTraining(
+            x: x.base, y: y.base, n: n, hw: hw, group: group, relu: false,
+            residual: residual ? UnsafePointer(s.base) : nil)
         let before = y.toArray()
         let skip = { (i: Int) in relu && abs(before[i]) < 1e-3 }
         let tag = "bn n\(n) group \(group) relu \(relu) residual \(residual)"
-        expectClose(finiteDifferenceError(x: x.base, count: x.count, analytic: dx.toArray(), step: Self.step, samples: 1000,
-                                          skip: skip, objective: objective), "\(tag) dx")
-        expectClose(finiteDifferenceError(x: store.params.base, count: 2 * c, analytic: store.grads.toArray(), step: Self.step,
-                                          objective: objective), "\(tag) dgamma, dbeta")
+        expectClose(
+            finiteDifferenceError(
+                x: x.base, count: x.count, analytic: dx.toArray(), step: Self.step, samples: 1000,
+                skip: skip, objective: objective), "\(tag) dx")
+        expectClose(
+            finiteDifferenceError(
+                x: store.params.base, count: 2 * c, analytic: store.grads.toArray(), step: Self.step,
+                objective: objective), "\(tag) dgamma, dbeta")
         if residual {
-            expectClose(finiteDifferenceError(x: s.base, count: s.count, analytic: ds.toArray(), step: Self.step,
-                                              skip: skip, objective: objective), "\(tag) d(residual)")
+            expectClose(
+                finiteDifferenceError(
+                    x: s.base, count: s.count, analytic: ds.toArray(), step: Self.step,
+                    skip: skip, objective: objective), "\(tag) d(residual)")
             #expect(zip(out, ds.toArray()).contains { $0.0 == 0 && $0.1 == 0 }, "\(tag): some outputs clipped")
         }
     }
@@ -152,7 +163,8 @@ import Testing
         bn.forwardInference(x: x.base, y: y.base, n: n, hw: hw)
         for ch in 0..<c {
             for i in 0..<(n * hw) {
-                let expected = store.params.base[ch] * (xs[ch * n * hw + i] - store.stats.base[ch])
+                let expected =
+                    store.params.base[ch] * (xs[ch * n * hw + i] - store.stats.base[ch])
                     / (store.stats.base[c + ch] + 1e-5).squareRoot() + store.params.base[c + ch]
                 #expect(abs(y.base[ch * n * hw + i] - expected) < 1e-12)
             }
@@ -196,15 +208,20 @@ import Testing
             softmaxCrossEntropy(logits: logits.base, labels: $0.baseAddress!, n: n, classes: outF, divisor: n, dLogits: dLogits.base)
         }
         let analyticLogits = dLogits.toArray()
-        expectClose(finiteDifferenceError(x: logits.base, count: logits.count, analytic: analyticLogits, step: Self.step, objective: {
-            labels.withUnsafeBufferPointer {
-                softmaxCrossEntropy(logits: logits.base, labels: $0.baseAddress!, n: n, classes: outF, divisor: n, dLogits: nil).loss
-            }
-        }), "cross-entropy dlogits")
+        expectClose(
+            finiteDifferenceError(
+                x: logits.base, count: logits.count, analytic: analyticLogits, step: Self.step,
+                objective: {
+                    labels.withUnsafeBufferPointer {
+                        softmaxCrossEntropy(logits: logits.base, labels: $0.baseAddress!, n: n, classes: outF, divisor: n, dLogits: nil).loss
+                    }
+                }), "cross-entropy dlogits")
         fc.backward(x: x.base, dy: dLogits.base, dx: dx.base, n: n)
         expectClose(finiteDifferenceError(x: x.base, count: x.count, analytic: dx.toArray(), step: Self.step, objective: objective), "linear dx")
-        expectClose(finiteDifferenceError(x: store.params.base, count: store.parameterCount, analytic: store.grads.toArray(),
-                                          step: Self.step, objective: objective), "linear dW, db")
+        expectClose(
+            finiteDifferenceError(
+                x: store.params.base, count: store.parameterCount, analytic: store.grads.toArray(),
+                step: Self.step, objective: objective), "linear dW, db")
     }
 
     /// The whole network: gradients of the mean loss for a sample of every parameter tensor,
@@ -220,8 +237,10 @@ import Testing
             try labels.withUnsafeBufferPointer { lab in
                 let objective = { () -> Double in
                     net.forward(img.baseAddress!, n: n, mode: .training(bnGroup: group))
-                    return softmaxCrossEntropy(logits: net.logits.base, labels: lab.baseAddress!, n: n, classes: 10,
-                                               divisor: n, dLogits: nil).loss
+                    return softmaxCrossEntropy(
+                        logits: net.logits.base, labels: lab.baseAddress!, n: n, classes: 10,
+                        divisor: n, dLogits: nil
+                    ).loss
                 }
                 net.store.grads.zero()
                 net.forward(img.baseAddress!, n: n, mode: .training(bnGroup: group))
@@ -230,8 +249,9 @@ import Testing
                 let grads = net.store.grads.toArray()
                 for e in net.store.entries where e.kind == .parameter {
                     let analytic = Array(grads[e.offset..<(e.offset + e.count)])
-                    let result = finiteDifferenceError(x: net.store.params.base + e.offset, count: e.count, analytic: analytic,
-                                                       step: Self.step, samples: 12, objective: objective)
+                    let result = finiteDifferenceError(
+                        x: net.store.params.base + e.offset, count: e.count, analytic: analytic,
+                        step: Self.step, samples: 12, objective: objective)
                     // ReLU kinks can sit anywhere in a whole network: allow a looser bound here,
                     // still far below what a wrong gradient gives
                     #expect(result.error < 1e-4, "\(e.name): finite-difference relative error \(result.error)")

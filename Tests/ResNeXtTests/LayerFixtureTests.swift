@@ -87,8 +87,9 @@ import Testing
         fc.forward(x: h.base, y: logits.base, n: n)
         #expect(relativeError(logits.toArray(), try f.doubles("linear_ce.logits")) < Self.tolerance)
         let (loss, _) = labels.withUnsafeBufferPointer {
-            softmaxCrossEntropy(logits: logits.base, labels: $0.baseAddress!, n: n, classes: outF, divisor: n,
-                                dLogits: dLogits.base)
+            softmaxCrossEntropy(
+                logits: logits.base, labels: $0.baseAddress!, n: n, classes: outF, divisor: n,
+                dLogits: dLogits.base)
         }
         #expect(relativeError([loss], try f.doubles("linear_ce.loss")) < Self.tolerance)
         fc.backward(x: h.base, dy: dLogits.base, dx: dh.base, n: n)

@@ -8,27 +8,29 @@ import Testing
 /// summed in Double here.
 @Suite struct LoweringTests {
     @Test(arguments: [
-        (3, 2, 1, 4, 32, 32),   // stride-2 3x3 on phase planes, 16-wide SIMD split (stage 2's first block)
-        (3, 2, 1, 2, 16, 16),   // ... 8 wide (stage 3's)
-        (1, 2, 0, 1, 16, 16),   // stride-2 1x1 shortcut on phase planes: only phase (even, even)
-        (1, 2, 0, 2, 10, 6),    // ... scalar split
-        (3, 2, 1, 2, 10, 6),    // phase planes, scalar split
-        (3, 2, 1, 2, 9, 10),    // odd height: the general gather
-        (3, 1, 1, 4, 8, 8),     // stride-1 same: shifted copies
-        (3, 1, 0, 1, 7, 9),     // stride 1 without padding: the general gather
+        (3, 2, 1, 4, 32, 32),  // stride-2 3x3 on phase planes, 16-wide SIMD split (stage 2's first block)
+        (3, 2, 1, 2, 16, 16),  // ... 8 wide (stage 3's)
+        (1, 2, 0, 1, 16, 16),  // stride-2 1x1 shortcut on phase planes: only phase (even, even)
+        (1, 2, 0, 2, 10, 6),  // ... scalar split
+        (3, 2, 1, 2, 10, 6),  // phase planes, scalar split
+        (3, 2, 1, 2, 9, 10),  // odd height: the general gather
+        (3, 1, 1, 4, 8, 8),  // stride-1 same: shifted copies
+        (3, 1, 0, 1, 7, 9),  // stride 1 without padding: the general gather
     ]) func loweringMatchesDefinition(shape: (Int, Int, Int, Int, Int, Int)) {
         let (kernel, stride, padding, groups, h, w) = shape
         let (n, c, k) = (3, 8, 12)
         for rows in [true, false] {
-            let t = ConvolutionCase(c: c, k: k, kernel: kernel, stride: stride, padding: padding, groups: groups,
-                                    n: n, h: h, w: w, seed: 5)
+            let t = ConvolutionCase(
+                c: c, k: k, kernel: kernel, stride: stride, padding: padding, groups: groups,
+                n: n, h: h, w: w, seed: 5)
             t.conv.path.direct3x3 = false
             t.conv.path.rowLowering = rows
             t.forward()
             t.backward()
             let (p, q) = t.conv.outputSize(h, w)
-            let ref = referenceConvolution(x: t.x.toArray(), weight: t.weights, dy: t.dy.toArray(), c: c, k: k, kernel: kernel,
-                                        stride: stride, padding: padding, groups: groups, n: n, h: h, w: w, p: p, q: q)
+            let ref = referenceConvolution(
+                x: t.x.toArray(), weight: t.weights, dy: t.dy.toArray(), c: c, k: k, kernel: kernel,
+                stride: stride, padding: padding, groups: groups, n: n, h: h, w: w, p: p, q: q)
             let label = "\(shape), row lowering \(rows)"
             #expect(relativeError(t.y.toArray(), ref.y) < 1e-6, "forward \(label)")
             #expect(relativeError(t.dx.toArray(), ref.dx) < 1e-6, "dx \(label)")

@@ -8,8 +8,10 @@ import Testing
 
     /// The case of the P-independence tests: BN groups of 8, 4 per step, at the paper's rate for
     /// this batch (0.1 x 32/128).
-    static let pCase = ["--depth", "11", "--cardinality", "2", "--base-channels", "4", "--batch-size", "32",
-                        "--bn-group", "8", "--epochs", "2", "--seed", "3"]
+    static let pCase = [
+        "--depth", "11", "--cardinality", "2", "--base-channels", "4", "--batch-size", "32",
+        "--bn-group", "8", "--epochs", "2", "--seed", "3",
+    ]
     static let pTolerance = 1e-5
 
     /// How far the state after one step moves when every gradient is moved by one float32
@@ -60,7 +62,10 @@ import Testing
     @Test(arguments: [false, true]) func resultDoesNotDependOnProcessCount(augmented: Bool) throws {
         let data = try SyntheticCIFAR.folder(train: [("data_batch_1.bin", 64)], test: 12)
         let sensitivity = try Self.gradientRoundingSensitivity(data: data, augment: augmented)
-        #expect(sensitivity < Self.pTolerance / 10, "the case is ill-conditioned here: one float32 rounding of the gradients moves its first step by \(sensitivity), more than a tenth of \(Self.pTolerance)")
+        #expect(
+            sensitivity < Self.pTolerance / 10,
+            "the case is ill-conditioned here: one float32 rounding of the gradients moves its first step by \(sensitivity), more than a tenth of \(Self.pTolerance)"
+        )
         print("P-independence case (augmented: \(augmented)): one rounding of the gradients moves the first step by \(sensitivity)")
         var args = ["train"] + Self.pCase + ["--data-dir", data]
         if !augmented { args += ["--no-augment", "--no-shuffle"] }
@@ -79,9 +84,13 @@ import Testing
         for p in [2, 4] {
             // one step: every tensor of the checkpoint (parameters, BN statistics, momentum)
             let (worst, name) = try worstDifference(oneStep[p]! + "/checkpoint.safetensors", oneStep[1]! + "/checkpoint.safetensors")
-            #expect(worst < Self.pTolerance, "P=\(p) vs P=1 after one step: \(name) differs by \(worst) (one rounding of the gradients moves it by \(sensitivity))")
+            #expect(
+                worst < Self.pTolerance,
+                "P=\(p) vs P=1 after one step: \(name) differs by \(worst) (one rounding of the gradients moves it by \(sensitivity))")
             // two epochs: what the forward passes give
-            let (stats, statName) = try worstDifference(twoEpochs[p]! + "/model.safetensors", twoEpochs[1]! + "/model.safetensors") { $0.contains(".running_") }
+            let (stats, statName) = try worstDifference(twoEpochs[p]! + "/model.safetensors", twoEpochs[1]! + "/model.safetensors") {
+                $0.contains(".running_")
+            }
             #expect(stats < Self.pTolerance, "P=\(p) vs P=1 after two epochs: \(statName) differs by \(stats)")
             // the evaluation is sharded, its sums exact: the same test accuracy
             let a = try String(contentsOfFile: twoEpochs[p]! + "/metrics.jsonl", encoding: .utf8)
@@ -131,14 +140,21 @@ import Testing
         let r = try MPI.run(4, ["train"] + Self.tiny + ["--batch-size", "24", "--bn-group", "4", "--data-dir", data, "--outdir", out])
         #expect(r.status != 0)
         let lines = r.stderr.split(separator: "\n").filter { $0.hasPrefix("error") }
-        #expect(lines == ["error: --batch-size 24 is not divisible by 4 processes x --bn-group 4: each process needs a whole number of BN groups (choose a batch that is a multiple of 16)"], "\(r.output)")
+        #expect(
+            lines == [
+                "error: --batch-size 24 is not divisible by 4 processes x --bn-group 4: each process needs a whole number of BN groups (choose a batch that is a multiple of 16)"
+            ], "\(r.output)")
         #expect(!FileManager.default.fileExists(atPath: out + "/config.json"), "no work done")
     }
 
     @Test func fewerTestImagesThanRanks() throws {
         let data = try SyntheticCIFAR.folder(train: [("data_batch_1.bin", 32)], test: 1)
-        let r = try MPI.run(2, ["train"] + Self.tiny + ["--batch-size", "8", "--bn-group", "4", "--data-dir", data,
-                                                         "--outdir", try temporaryDirectory()])
+        let r = try MPI.run(
+            2,
+            ["train"] + Self.tiny + [
+                "--batch-size", "8", "--bn-group", "4", "--data-dir", data,
+                "--outdir", try temporaryDirectory(),
+            ])
         #expect(r.status != 0)
         let lines = r.stderr.split(separator: "\n").filter { $0.hasPrefix("error") }
         #expect(lines.count == 1 && lines[0].contains("1 test images for 2 processes"), "\(r.output)")
@@ -147,9 +163,13 @@ import Testing
     /// A failure on one rank during training ends the whole job with that rank's message.
     @Test func oneRankFailingAbortsTheJob() throws {
         let data = try SyntheticCIFAR.folder(train: [("data_batch_1.bin", 64)], test: 8)
-        let r = try MPI.run(2, ["--fault", "rank=1,step=3,kind=error"] + Self.tiny + ["--epochs", "50", "--batch-size", "8", "--bn-group", "4",
-                                                                                   "--data-dir", data, "--outdir", try temporaryDirectory()],
-                            program: CLI.built("resnext-ddp-faults"), seconds: 120)
+        let r = try MPI.run(
+            2,
+            ["--fault", "rank=1,step=3,kind=error"] + Self.tiny + [
+                "--epochs", "50", "--batch-size", "8", "--bn-group", "4",
+                "--data-dir", data, "--outdir", try temporaryDirectory(),
+            ],
+            program: CLI.built("resnext-ddp-faults"), seconds: 120)
         #expect(r.status != 0 && r.status != 124, "exit \(r.status) (124 = hung): \(r.output)")
         #expect(r.stderr.contains("error (rank 1 of 2): injected fault at step 3"), "\(r.output)")
     }
@@ -164,16 +184,23 @@ import Testing
         let r = try MPI.runPerRank([common + ["--data-dir", good], common + ["--data-dir", bad]], seconds: 120)
         #expect(r.status != 0 && r.status != 124, "exit \(r.status): \(r.output)")
         let lines = r.stderr.split(separator: "\n").filter { $0.hasPrefix("error") }
-        #expect(lines == ["error: \(bad)/data_batch_1.bin: 3 bytes is not a whole number of 3073-byte CIFAR-10 records (expected a multiple of 3073, 30730000 for a full batch file); the file is truncated or not CIFAR-10 binary"], "\(r.output)")
+        #expect(
+            lines == [
+                "error: \(bad)/data_batch_1.bin: 3 bytes is not a whole number of 3073-byte CIFAR-10 records (expected a multiple of 3073, 30730000 for a full batch file); the file is truncated or not CIFAR-10 binary"
+            ], "\(r.output)")
     }
 
     /// Replicas that drift apart are caught by the checksum comparison, naming ranks and step.
     @Test func replicaMismatchIsDetected() throws {
         let data = try SyntheticCIFAR.folder(train: [("data_batch_1.bin", 64)], test: 8)
-        let r = try MPI.run(2, ["--fault", "rank=1,step=2,kind=diverge"] + Self.tiny + ["--epochs", "2", "--batch-size", "8", "--bn-group", "4",
-                                                                                     "--check-every", "1", "--data-dir", data,
-                                                                                     "--outdir", try temporaryDirectory()],
-                            program: CLI.built("resnext-ddp-faults"), seconds: 120)
+        let r = try MPI.run(
+            2,
+            ["--fault", "rank=1,step=2,kind=diverge"] + Self.tiny + [
+                "--epochs", "2", "--batch-size", "8", "--bn-group", "4",
+                "--check-every", "1", "--data-dir", data,
+                "--outdir", try temporaryDirectory(),
+            ],
+            program: CLI.built("resnext-ddp-faults"), seconds: 120)
         #expect(r.status != 0)
         #expect(r.stderr.contains("error: replica check failed at step 2: rank(s) 1 hold different weights or BN buffers than rank 0"), "\(r.output)")
     }
@@ -187,7 +214,8 @@ import Testing
         #expect(try MPI.run(2, common + ["--outdir", b, "--max-steps", "5"]).status == 0)
         let r = try MPI.run(2, common + ["--outdir", b, "--resume", b])
         #expect(r.status == 0, "\(r.output)")
-        #expect(try Data(contentsOf: URL(fileURLWithPath: a + "/model.safetensors")) == Data(contentsOf: URL(fileURLWithPath: b + "/model.safetensors")))
+        #expect(
+            try Data(contentsOf: URL(fileURLWithPath: a + "/model.safetensors")) == Data(contentsOf: URL(fileURLWithPath: b + "/model.safetensors")))
     }
 
     /// Gradients reduced in many small buckets during the backward pass give the same model as
@@ -196,8 +224,11 @@ import Testing
     @Test func bucketedAllreduceEqualsOneAllreduce() throws {
         let data = try SyntheticCIFAR.folder(train: [("data_batch_1.bin", 48)], test: 12)
         for p in [2, 3] {
-            let args = ["train"] + Self.tiny + ["--epochs", "1", "--batch-size", "\(p * 8)", "--bn-group", "4", "--max-steps", "3",
-                                                "--data-dir", data, "--seed", "4"]
+            let args =
+                ["train"] + Self.tiny + [
+                    "--epochs", "1", "--batch-size", "\(p * 8)", "--bn-group", "4", "--max-steps", "3",
+                    "--data-dir", data, "--seed", "4",
+                ]
             var outs: [String] = []
             for bucket in ["0", "0.002", "25"] {
                 let out = try temporaryDirectory()

@@ -24,11 +24,13 @@ struct ModelCase {
             guard let v = Double(try meta(key)) else { throw ResNeXtError("\(name): metadata '\(key)' is not a number") }
             return v
         }
-        config = ResNeXtConfig(depth: try int("depth"), cardinality: try int("cardinality"),
-                               baseChannels: try int("base_channels"))
+        config = ResNeXtConfig(
+            depth: try int("depth"), cardinality: try int("cardinality"),
+            baseChannels: try int("base_channels"))
         batch = try int("batch"); bnGroup = try int("bn_group"); steps = try int("steps")
-        optimizer = SGD(learningRate: try number("lr"), momentum: try number("momentum"),
-                        weightDecay: try number("weight_decay"), nesterov: try meta("nesterov") == "true")
+        optimizer = SGD(
+            learningRate: try number("lr"), momentum: try number("momentum"),
+            weightDecay: try number("weight_decay"), nesterov: try meta("nesterov") == "true")
     }
 }
 
@@ -103,7 +105,10 @@ struct ModelCase {
             let (spread, noise) = try Self.float32Spread(c)
             if 2 * spread > Self.stateTolerance {
                 for m in rest {
-                    withKnownIssue("float32 gradient noise of \(String(format: "%.2g", noise)) (one rounding of the start, in float64) moves the final state by \(String(format: "%.3g", spread)): the tolerance is out of any float32 engine's reach", isIntermittent: true) {
+                    withKnownIssue(
+                        "float32 gradient noise of \(String(format: "%.2g", noise)) (one rounding of the start, in float64) moves the final state by \(String(format: "%.3g", spread)): the tolerance is out of any float32 engine's reach",
+                        isIntermittent: true
+                    ) {
                         Issue.record(Comment(rawValue: m))
                     }
                 }
@@ -136,11 +141,14 @@ struct ModelCase {
                 try check(Array(UnsafeBufferPointer(start: logits, count: c.batch * classes)), "eval.logits", Self.outputTolerance, step: 0)
                 try check([T(net.loss(labels: y.baseAddress!, n: c.batch).loss)], "eval.loss", Self.outputTolerance, step: 0)
                 for step in 1...c.steps {
-                    let loss = net.trainStep(images: x.baseAddress!, labels: y.baseAddress!, n: c.batch, bnGroup: c.bnGroup,
-                                             optimizer: c.optimizer).loss
+                    let loss = net.trainStep(
+                        images: x.baseAddress!, labels: y.baseAddress!, n: c.batch, bnGroup: c.bnGroup,
+                        optimizer: c.optimizer
+                    ).loss
                     // the step's forward ran at the state after step - 1; its logits stay in net.logits
-                    try check(net.logits.toArray().prefix(c.batch * classes).map { $0 }, "step\(step).logits",
-                              Self.outputTolerance, step: step - 1)
+                    try check(
+                        net.logits.toArray().prefix(c.batch * classes).map { $0 }, "step\(step).logits",
+                        Self.outputTolerance, step: step - 1)
                     try check([T(loss)], "step\(step).loss", Self.outputTolerance, step: step - 1)
                     for e in net.store.entries {
                         let ref = "step\(step).\(e.name)"
@@ -171,10 +179,14 @@ struct ModelCase {
             }
             if misses.isEmpty { continue }
             let sensitivity = try Self.roundingSensitivity(c, at: prefix, activations: true)
-            let summary = "\(name) \(T.self) step\(step): \(misses.count) gradient(s) miss \(Self.stateTolerance): \(misses.prefix(4).joined(separator: ", "))"
+            let summary =
+                "\(name) \(T.self) step\(step): \(misses.count) gradient(s) miss \(Self.stateTolerance): \(misses.prefix(4).joined(separator: ", "))"
             if sensitivity > Self.stateTolerance {
                 illPosed.insert(step)
-                withKnownIssue("ill-posed: float32-rounding noise on the stored state, the input and the activations moves the float64 gradient by \(String(format: "%.2g", sensitivity))", isIntermittent: true) {
+                withKnownIssue(
+                    "ill-posed: float32-rounding noise on the stored state, the input and the activations moves the float64 gradient by \(String(format: "%.2g", sensitivity))",
+                    isIntermittent: true
+                ) {
                     Issue.record(Comment(rawValue: summary))
                 }
             } else {
@@ -196,8 +208,10 @@ struct ModelCase {
         input.withUnsafeBufferPointer { x in
             labels.withUnsafeBufferPointer { y in
                 for _ in 0..<c.steps {
-                    net.trainStep(images: x.baseAddress!, labels: y.baseAddress!, n: c.batch, bnGroup: c.bnGroup,
-                                  optimizer: c.optimizer) { net.moveGradients(byRelativeNoise: noise, &rng) }
+                    net.trainStep(
+                        images: x.baseAddress!, labels: y.baseAddress!, n: c.batch, bnGroup: c.bnGroup,
+                        optimizer: c.optimizer
+                    ) { net.moveGradients(byRelativeNoise: noise, &rng) }
                 }
             }
         }
@@ -217,8 +231,9 @@ struct ModelCase {
         let exact: [String: [Double]] = try t.gradients(c, at: prefix)
         var sensitivity = 0.0
         for seed in 1...8 {
-            let moved: [String: [Double]] = try t.gradients(c, at: prefix, noise: 0x1p-24, seed: UInt64(seed),
-                                                            activationNoise: activations)
+            let moved: [String: [Double]] = try t.gradients(
+                c, at: prefix, noise: 0x1p-24, seed: UInt64(seed),
+                activationNoise: activations)
             for (param, g) in moved { sensitivity = max(sensitivity, relativeError(g, exact[param]!)) }
         }
         return sensitivity
@@ -243,8 +258,10 @@ struct ModelCase {
 
     /// Gradients of one training step at the state stored under `prefix`, optionally moved by
     /// relative noise of size `noise`, and with `activationNoise` every convolution output too.
-    func gradients<T: EngineScalar>(_ c: ModelCase, at prefix: String, noise: Double = 0, seed: UInt64 = 0,
-                                    activationNoise: Bool = false) throws -> [String: [T]] {
+    func gradients<T: EngineScalar>(
+        _ c: ModelCase, at prefix: String, noise: Double = 0, seed: UInt64 = 0,
+        activationNoise: Bool = false
+    ) throws -> [String: [T]] {
         let net = try ResNeXt<T>(c.config, maxBatch: c.batch)
         try net.loadStateDict(c.file, prefix: prefix, strict: false)
         // uniform relative noise of `noise` (the size of float32 rounding): one factor per value

@@ -11,8 +11,8 @@ import Testing
     /// stored output, once reading it from the BN's input. y, dx and dW must agree bitwise.
     @Test(arguments: [
         // stride, groups, h, w, direct 3x3, direct weight gradient
-        (1, 2, 16, 16, true, true),    // direct forward and weight gradient (29-4x16d, stage 1)
-        (1, 2, 8, 8, true, false),     // direct forward, row-lowered weight gradient (stage 3)
+        (1, 2, 16, 16, true, true),  // direct forward and weight gradient (29-4x16d, stage 1)
+        (1, 2, 8, 8, true, false),  // direct forward, row-lowered weight gradient (stage 3)
         (1, 1, 16, 16, false, false),  // rows for both
         (2, 2, 32, 32, false, false),  // stride 2 on rows, 16 output columns (stage 2's first block)
         (2, 2, 16, 16, false, false),  // ... 8 output columns (stage 3's)
@@ -109,7 +109,8 @@ import Testing
             net.initialize(seed: 7)
             net.readsBN1OnTheFly = read
             if read {
-                onRead = net.convolutionInputs.filter { $0.conv.kernel == 3 && $0.conv.groups > 1 && $0.conv.readsNormalizedInput(h: $0.h, w: $0.w) }.count
+                onRead =
+                    net.convolutionInputs.filter { $0.conv.kernel == 3 && $0.conv.groups > 1 && $0.conv.readsNormalizedInput(h: $0.h, w: $0.w) }.count
             }
             let sgd = SGD(learningRate: 0.05)
             images.withUnsafeBufferPointer { img in
@@ -117,7 +118,9 @@ import Testing
                     for _ in 0..<2 { _ = net.trainStep(images: img.baseAddress!, labels: lab.baseAddress!, n: 8, bnGroup: 4, optimizer: sgd) }
                 }
             }
-            let logits = images.withUnsafeBufferPointer { Array(UnsafeBufferPointer(start: net.forward($0.baseAddress!, n: 8, mode: .inference), count: 80)) }
+            let logits = images.withUnsafeBufferPointer {
+                Array(UnsafeBufferPointer(start: net.forward($0.baseAddress!, n: 8, mode: .inference), count: 80))
+            }
             results.append((logits, net.store.params.toArray(), net.store.grads.toArray(), net.store.stats.toArray(), net.activationBytes))
         }
         let (stored, read) = (results[0], results[1])
@@ -128,7 +131,8 @@ import Testing
         #expect(Self.bits(stored.stats) == Self.bits(read.stats), "running statistics")
         #expect(stored.grads.contains { $0 != 0 })
         // 9 blocks' bn1 outputs (8 images) are not held: 8 x (3 x 8 x 32^2 + 16 x 32^2 + 2 x 16 x 16^2 + 32 x 16^2 + 2 x 32 x 8^2) floats
-        #expect(stored.bytes - read.bytes == 8 * (3 * 8 * 1024 + 16 * 1024 + 2 * 16 * 256 + 32 * 256 + 2 * 32 * 64) * 4,
-                "\(stored.bytes) - \(read.bytes)")
+        #expect(
+            stored.bytes - read.bytes == 8 * (3 * 8 * 1024 + 16 * 1024 + 2 * 16 * 256 + 32 * 256 + 2 * 32 * 64) * 4,
+            "\(stored.bytes) - \(read.bytes)")
     }
 }

@@ -4,9 +4,12 @@
 // layer fixtures check every path against PyTorch.
 
 /// y, dx, dW of the convolution straight from its definition, x (C, N, H, W), W (K, Cg, R, S).
-func referenceConvolution(x: [Float], weight: [Float], dy: [Float], c: Int, k: Int, kernel: Int, stride: Int,
-                          padding: Int, groups: Int, n: Int, h: Int, w: Int, p: Int, q: Int)
-    -> (y: [Double], dx: [Double], dw: [Double]) {
+func referenceConvolution(
+    x: [Float], weight: [Float], dy: [Float], c: Int, k: Int, kernel: Int, stride: Int,
+    padding: Int, groups: Int, n: Int, h: Int, w: Int, p: Int, q: Int
+)
+    -> (y: [Double], dx: [Double], dw: [Double])
+{
     let cg = c / groups, kg = k / groups
     var y = [Double](repeating: 0, count: k * n * p * q), dx = [Double](repeating: 0, count: c * n * h * w)
     var dw = [Double](repeating: 0, count: weight.count)

@@ -103,8 +103,9 @@ func temporaryDirectory() throws -> String {
         let wide = try ResNeXt<Float>(ResNeXtConfig(depth: 11, cardinality: 2, baseChannels: 4), maxBatch: 1)
         try small.saveStateDict(to: dir + "/m.safetensors")
         let error = #expect(throws: ResNeXtError.self) { try wide.loadStateDict(SafeTensorsFile(path: dir + "/m.safetensors")) }
-        #expect(error?.message.contains("tensor 'conv.weight' has shape [2, 3, 3, 3], the model (ResNeXt-11 2x4d) needs [4, 3, 3, 3]") == true,
-                "\(String(describing: error))")
+        #expect(
+            error?.message.contains("tensor 'conv.weight' has shape [2, 3, 3, 3], the model (ResNeXt-11 2x4d) needs [4, 3, 3, 3]") == true,
+            "\(String(describing: error))")
         // a deeper model finds tensors it does not know: refused when strict
         let deep = try ResNeXt<Float>(ResNeXtConfig(depth: 20, cardinality: 2, baseChannels: 2), maxBatch: 1)
         try deep.saveStateDict(to: dir + "/deep.safetensors")
@@ -120,8 +121,10 @@ func temporaryDirectory() throws -> String {
         let bytes = try Data(contentsOf: URL(fileURLWithPath: dir + "/m.safetensors"))
         try bytes.prefix(bytes.count - 100).write(to: URL(fileURLWithPath: dir + "/cut.safetensors"))
         let error = #expect(throws: ResNeXtError.self) { try SafeTensorsFile(path: dir + "/cut.safetensors") }
-        #expect(error?.message.contains("tensor 'fc.weight' ends at byte \(bytes.count - 40) but the file has \(bytes.count - 100) bytes: the file is truncated") == true,
-                "\(String(describing: error))")
+        #expect(
+            error?.message.contains(
+                "tensor 'fc.weight' ends at byte \(bytes.count - 40) but the file has \(bytes.count - 100) bytes: the file is truncated") == true,
+            "\(String(describing: error))")
         try bytes.prefix(20).write(to: URL(fileURLWithPath: dir + "/header.safetensors"))
         let header = #expect(throws: ResNeXtError.self) { try SafeTensorsFile(path: dir + "/header.safetensors") }
         #expect(header?.message.contains("runs past the end of the file (20 bytes)") == true, "\(String(describing: header))")

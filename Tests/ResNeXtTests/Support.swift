@@ -64,9 +64,11 @@ func randomArray(_ count: Int, seed: UInt64, scale: Double = 1, offset: Double =
 /// on up to `samples` coordinates spread over the tensor, compared with `analytic`.
 /// Returns the relative L2 error over the checked coordinates (the README's measure) and how
 /// many were checked. Coordinates for which `skip` is true (e.g. next to a ReLU kink) are left out.
-func finiteDifferenceError<T: EngineScalar>(x: UnsafeMutablePointer<T>, count: Int, analytic: [T], step: T,
-                           samples: Int = 150, skip: (Int) -> Bool = { _ in false },
-                           objective: () -> Double) -> (error: Double, checked: Int) {
+func finiteDifferenceError<T: EngineScalar>(
+    x: UnsafeMutablePointer<T>, count: Int, analytic: [T], step: T,
+    samples: Int = 150, skip: (Int) -> Bool = { _ in false },
+    objective: () -> Double
+) -> (error: Double, checked: Int) {
     var numeric: [Double] = [], expected: [T] = []
     let stride = max(1, count / samples)
     var i = 0

@@ -17,8 +17,11 @@ import Testing
     @Test func trainWritesEveryOutput() throws {
         let data = try SyntheticCIFAR.folder(train: [("data_batch_1.bin", 48), ("data_batch_2.bin", 16)], test: 20)
         let out = try temporaryDirectory()
-        let r = try CLI.run(["train"] + Self.tiny + ["--epochs", "2", "--batch-size", "16", "--bn-group", "8",
-                             "--data-dir", data, "--outdir", out, "--tensorboard", "--progress-seconds", "0"])
+        let r = try CLI.run(
+            ["train"] + Self.tiny + [
+                "--epochs", "2", "--batch-size", "16", "--bn-group", "8",
+                "--data-dir", data, "--outdir", out, "--tensorboard", "--progress-seconds", "0",
+            ])
         #expect(r.status == 0, "\(r.output)")
         #expect(r.stdout.contains("64 train and 20 test images"), "\(r.stdout)")
         #expect(r.stdout.contains("epoch 1/2 step 1/8 loss"), "progress line: \(r.stdout)")
@@ -69,8 +72,11 @@ import Testing
     @Test(arguments: [4, 6]) func resumeIsExact(stopAfter: Int) throws {
         let data = try SyntheticCIFAR.folder(train: [("data_batch_1.bin", 32)], test: 8)
         let straight = try temporaryDirectory(), split = try temporaryDirectory()
-        let common = ["train"] + Self.tiny + ["--epochs", "3", "--batch-size", "8", "--bn-group", "4", "--data-dir", data,
-                                              "--tensorboard"]
+        let common =
+            ["train"] + Self.tiny + [
+                "--epochs", "3", "--batch-size", "8", "--bn-group", "4", "--data-dir", data,
+                "--tensorboard",
+            ]
         let a = try CLI.run(common + ["--outdir", straight])
         #expect(a.status == 0, "\(a.output)")
         let b1 = try CLI.run(common + ["--outdir", split, "--max-steps", "\(stopAfter)"])
@@ -112,7 +118,8 @@ import Testing
         #expect(try SafeTensorsFile(path: out + "/checkpoint.safetensors").metadata[Checkpoint.pathsKey] == recorded)
         // a run that did not tune records nothing
         let plain = try temporaryDirectory()
-        let third = try CLI.run(["train"] + Self.tiny + ["--epochs", "1", "--batch-size", "8", "--bn-group", "8", "--data-dir", data, "--outdir", plain])
+        let third = try CLI.run(
+            ["train"] + Self.tiny + ["--epochs", "1", "--batch-size", "8", "--bn-group", "8", "--data-dir", data, "--outdir", plain])
         #expect(third.status == 0, "\(third.output)")
         #expect(try SafeTensorsFile(path: plain + "/checkpoint.safetensors").metadata[Checkpoint.pathsKey] == nil)
     }
@@ -120,12 +127,18 @@ import Testing
     @Test func resumeWithAnotherShapeIsRefused() throws {
         let data = try SyntheticCIFAR.folder(train: [("data_batch_1.bin", 16)], test: 4)
         let out = try temporaryDirectory()
-        let first = try CLI.run(["train"] + Self.tiny + ["--epochs", "1", "--batch-size", "8", "--bn-group", "8", "--data-dir", data, "--outdir", out])
+        let first = try CLI.run(
+            ["train"] + Self.tiny + ["--epochs", "1", "--batch-size", "8", "--bn-group", "8", "--data-dir", data, "--outdir", out])
         #expect(first.status == 0, "\(first.output)")
-        let r = try CLI.run(["train", "--depth", "11", "--cardinality", "2", "--base-channels", "4", "--epochs", "2",
-                             "--batch-size", "8", "--bn-group", "8", "--data-dir", data, "--outdir", out, "--resume", out])
+        let r = try CLI.run([
+            "train", "--depth", "11", "--cardinality", "2", "--base-channels", "4", "--epochs", "2",
+            "--batch-size", "8", "--bn-group", "8", "--data-dir", data, "--outdir", out, "--resume", out,
+        ])
         #expect(r.status != 0)
-        #expect(r.stderr.contains("the checkpoint is ResNeXt-11 2x2d, but this run builds ResNeXt-11 2x4d; resume with --depth 11 --cardinality 2 --base-channels 2"), "\(r.output)")
+        #expect(
+            r.stderr.contains(
+                "the checkpoint is ResNeXt-11 2x2d, but this run builds ResNeXt-11 2x4d; resume with --depth 11 --cardinality 2 --base-channels 2"),
+            "\(r.output)")
         #expect(r.stderr.split(separator: "\n").count == 1, "one line: \(r.stderr)")
         // nothing lost: the checkpoint is untouched
         let net = try ResNeXt<Float>(ResNeXtConfig(depth: 11, cardinality: 2, baseChannels: 2), maxBatch: 1)
@@ -196,12 +209,14 @@ import Testing
         let initial = try ResNeXt<Float>(c.config, maxBatch: 1)
         try initial.loadStateDict(c.file, prefix: "init.")
         try initial.saveStateDict(to: data + "/init.safetensors")
-        return ["train", "--depth", "\(c.config.depth)", "--cardinality", "\(c.config.cardinality)",
-                "--base-channels", "\(c.config.baseChannels)", "--init", data + "/init.safetensors",
-                "--no-augment", "--no-shuffle", "--lr", "\(c.optimizer.learningRate)",
-                "--momentum", "\(c.optimizer.momentum)", "--weight-decay", "\(c.optimizer.weightDecay)",
-                "--nesterov", "\(c.optimizer.nesterov)", "--batch-size", "\(c.batch)", "--bn-group", "\(c.bnGroup)",
-                "--max-steps", "\(c.steps)", "--data-dir", data, "--outdir", out]
+        return [
+            "train", "--depth", "\(c.config.depth)", "--cardinality", "\(c.config.cardinality)",
+            "--base-channels", "\(c.config.baseChannels)", "--init", data + "/init.safetensors",
+            "--no-augment", "--no-shuffle", "--lr", "\(c.optimizer.learningRate)",
+            "--momentum", "\(c.optimizer.momentum)", "--weight-decay", "\(c.optimizer.weightDecay)",
+            "--nesterov", "\(c.optimizer.nesterov)", "--batch-size", "\(c.batch)", "--bn-group", "\(c.bnGroup)",
+            "--max-steps", "\(c.steps)", "--data-dir", data, "--outdir", out,
+        ]
     }
 
     static func checkFixtureRun(_ c: ModelCase, name: String, launch: ([String]) throws -> CLI.Result) throws {
@@ -225,7 +240,10 @@ import Testing
         let (spread, noise) = try ModelFixtureTests.float32Spread(c)
         let summary = "\(name): final state misses \(ModelFixtureTests.stateTolerance): \(misses.joined(separator: ", "))"
         if 2 * spread > ModelFixtureTests.stateTolerance {
-            withKnownIssue("float32 gradient noise of \(String(format: "%.2g", noise)) (one rounding of the start, in float64) moves this trajectory's final state by \(String(format: "%.3g", spread))", isIntermittent: true) {
+            withKnownIssue(
+                "float32 gradient noise of \(String(format: "%.2g", noise)) (one rounding of the start, in float64) moves this trajectory's final state by \(String(format: "%.3g", spread))",
+                isIntermittent: true
+            ) {
                 Issue.record(Comment(rawValue: summary))
             }
         } else {

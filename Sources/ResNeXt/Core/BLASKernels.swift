@@ -15,7 +15,9 @@ public var blasUsesAVX512: Bool {
 /// The start-up line of `train` and `bench` where OpenBLAS runs 512-bit kernels and the
 /// convolution paths are not tuned; nil elsewhere.
 public var untunedAVX512Hint: String? {
-    blasUsesAVX512 ? "OpenBLAS runs AVX-512 kernels here (\(blasCoreName)), which can beat the engine's own 256-bit ones: --tune-convolutions times both and keeps the faster (docs/performance.md)" : nil
+    blasUsesAVX512
+        ? "OpenBLAS runs AVX-512 kernels here (\(blasCoreName)), which can beat the engine's own 256-bit ones: --tune-convolutions times both and keeps the faster (docs/performance.md)"
+        : nil
 }
 
 /// Where OpenBLAS's kernel family comes from, and what start-up must do about it.
@@ -68,9 +70,11 @@ public enum BLASKernelChoice: Equatable, Sendable {
         case .openBLAS:
             return "OpenBLAS: \(running) kernels (its own choice for this processor: \(processor.vectorSummary))"
         case .restarted(let picked, let family):
-            return "OpenBLAS: \(running) kernels (OpenBLAS picked \(picked), without FMA, on this processor with \(processor.vectorSummary): resnext-ddp restarted itself with OPENBLAS_CORETYPE=\(family); set OPENBLAS_CORETYPE to choose another)"
+            return
+                "OpenBLAS: \(running) kernels (OpenBLAS picked \(picked), without FMA, on this processor with \(processor.vectorSummary): resnext-ddp restarted itself with OPENBLAS_CORETYPE=\(family); set OPENBLAS_CORETYPE to choose another)"
         case .restart(let picked, let family):
-            return "warning: OpenBLAS runs its \(picked) kernels, without FMA, on this processor with \(processor.vectorSummary), and resnext-ddp could not restart itself with the right ones: matrix products may run several times slower; set OPENBLAS_CORETYPE=\(family) (with mpirun: -x OPENBLAS_CORETYPE=\(family))"
+            return
+                "warning: OpenBLAS runs its \(picked) kernels, without FMA, on this processor with \(processor.vectorSummary), and resnext-ddp could not restart itself with the right ones: matrix products may run several times slower; set OPENBLAS_CORETYPE=\(family) (with mpirun: -x OPENBLAS_CORETYPE=\(family))"
         }
     }
 }

@@ -1,8 +1,9 @@
 import Foundation
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// Storage of `T` allocated once, 64-byte aligned, zero-filled, freed with its owner.
@@ -19,7 +20,7 @@ public final class Buffer<T: EngineScalar> {
         let status = posix_memalign(&raw, huge ? HugePages.size : 64, bytes)
         guard status == 0, let raw else { fatalError("out of memory allocating \(bytes) bytes") }
         #if os(Linux)
-        if huge { _ = madvise(raw, bytes / HugePages.size * HugePages.size, MADV_HUGEPAGE) }
+            if huge { _ = madvise(raw, bytes / HugePages.size * HugePages.size, MADV_HUGEPAGE) }
         #endif
         memset(raw, 0, bytes)
         base = raw.bindMemory(to: T.self, capacity: max(count, 1))

@@ -1,5 +1,5 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Kinds of work in a training step, for `resnext-ddp bench --profile`.

@@ -45,22 +45,22 @@ public struct SplitMix64: RandomNumberGenerator, Sendable {
 
 @inline(__always) private func _log(_ x: Double) -> Double {
     #if canImport(Glibc)
-    return Glibc.log(x)
+        return Glibc.log(x)
     #else
-    return Darwin.log(x)
+        return Darwin.log(x)
     #endif
 }
 
 @inline(__always) private func _cos(_ x: Double) -> Double {
     #if canImport(Glibc)
-    return Glibc.cos(x)
+        return Glibc.cos(x)
     #else
-    return Darwin.cos(x)
+        return Darwin.cos(x)
     #endif
 }
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif

@@ -4,7 +4,12 @@ import Foundation
 public enum SafeTensorsDType: String, Sendable {
     case f32 = "F32", f64 = "F64", i64 = "I64", u8 = "U8"
     public var size: Int {
-        switch self { case .f32: 4; case .f64: 8; case .i64: 8; case .u8: 1 }
+        switch self {
+        case .f32: 4;
+        case .f64: 8;
+        case .i64: 8;
+        case .u8: 1
+        }
     }
 }
 
@@ -65,7 +70,9 @@ public struct SafeTensorsFile {
         var headerLength: UInt64 = 0
         for i in 0..<8 { headerLength |= UInt64(data[data.startIndex + i]) << (8 * UInt64(i)) }
         guard headerLength <= UInt64(data.count - 8) else {
-            throw ResNeXtError("\(path): header of \(headerLength) bytes runs past the end of the file (\(data.count) bytes): the file is truncated or not safetensors")
+            throw ResNeXtError(
+                "\(path): header of \(headerLength) bytes runs past the end of the file (\(data.count) bytes): the file is truncated or not safetensors"
+            )
         }
         dataStart = 8 + Int(headerLength)
         let headerData = data.subdata(in: (data.startIndex + 8)..<(data.startIndex + dataStart))
@@ -85,7 +92,7 @@ public struct SafeTensorsFile {
                 continue
             }
             guard let entry = value as? [String: Any], let dt = entry["dtype"] as? String,
-                  let shape = entry["shape"] as? [Int], let offsets = entry["data_offsets"] as? [Int], offsets.count == 2
+                let shape = entry["shape"] as? [Int], let offsets = entry["data_offsets"] as? [Int], offsets.count == 2
             else { throw ResNeXtError("\(path): tensor '\(name)' has a malformed header entry") }
             guard let dtype = SafeTensorsDType(rawValue: dt) else {
                 throw ResNeXtError("\(path): tensor '\(name)' has unsupported dtype \(dt) (F32, F64, I64, U8 are read)")
@@ -99,10 +106,13 @@ public struct SafeTensorsFile {
                 throw ResNeXtError("\(path): tensor '\(name)' has invalid offsets [\(info.begin), \(info.end)]")
             }
             guard info.end <= dataLength else {
-                throw ResNeXtError("\(path): tensor '\(name)' ends at byte \(dataStart + info.end) but the file has \(data.count) bytes: the file is truncated")
+                throw ResNeXtError(
+                    "\(path): tensor '\(name)' ends at byte \(dataStart + info.end) but the file has \(data.count) bytes: the file is truncated")
             }
             guard info.end - info.begin == info.count * info.dtype.size else {
-                throw ResNeXtError("\(path): tensor '\(name)' holds \(info.end - info.begin) bytes, but \(info.dtype.rawValue) \(info.shape) needs \(info.count * info.dtype.size)")
+                throw ResNeXtError(
+                    "\(path): tensor '\(name)' holds \(info.end - info.begin) bytes, but \(info.dtype.rawValue) \(info.shape) needs \(info.count * info.dtype.size)"
+                )
             }
             tensors[name] = info
         }
@@ -123,7 +133,8 @@ public struct SafeTensorsFile {
             let p = raw.baseAddress! + dataStart + info.begin
             switch info.dtype {
             case .f32: return (0..<info.count).map { Float(bitPattern: p.loadUnaligned(fromByteOffset: 4 * $0, as: UInt32.self).littleEndian) }
-            case .f64: return (0..<info.count).map { Float(Double(bitPattern: p.loadUnaligned(fromByteOffset: 8 * $0, as: UInt64.self).littleEndian)) }
+            case .f64:
+                return (0..<info.count).map { Float(Double(bitPattern: p.loadUnaligned(fromByteOffset: 8 * $0, as: UInt64.self).littleEndian)) }
             case .i64: return (0..<info.count).map { Float(Int64(littleEndian: p.loadUnaligned(fromByteOffset: 8 * $0, as: Int64.self))) }
             case .u8: return (0..<info.count).map { Float(p.load(fromByteOffset: $0, as: UInt8.self)) }
             }
@@ -179,7 +190,9 @@ public struct SafeTensorsFile {
         for t in tensors {
             precondition(t.bytes.count == t.shape.reduce(1, *) * t.dtype.size, "\(t.name): byte count does not match shape")
             let shape = t.shape.map(String.init).joined(separator: ",")
-            parts.append("\(jsonString(t.name)):{\"dtype\":\"\(t.dtype.rawValue)\",\"shape\":[\(shape)],\"data_offsets\":[\(offset),\(offset + t.bytes.count)]}")
+            parts.append(
+                "\(jsonString(t.name)):{\"dtype\":\"\(t.dtype.rawValue)\",\"shape\":[\(shape)],\"data_offsets\":[\(offset),\(offset + t.bytes.count)]}"
+            )
             offset += t.bytes.count
         }
         header += parts.joined(separator: ",") + "}"
@@ -237,7 +250,9 @@ public func writeAtomically(_ bytes: [UInt8], to path: String) throws {
     close(fd)
     guard ok else {
         unlink(tmp)
-        throw ResNeXtError("\(path): writing failed after \(written) of \(bytes.count) bytes: \(String(cString: strerror(err))); the previous file, if any, is untouched")
+        throw ResNeXtError(
+            "\(path): writing failed after \(written) of \(bytes.count) bytes: \(String(cString: strerror(err))); the previous file, if any, is untouched"
+        )
     }
     guard rename(tmp, path) == 0 else {
         let e = errno

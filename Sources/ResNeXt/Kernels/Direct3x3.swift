@@ -1,5 +1,5 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Direct 3x3, stride 1, padding 1 convolution in float32, per group, over channel-major tensors,
@@ -25,15 +25,18 @@ public enum Direct3x3 {
     /// Whether planes 8 wide take the 4 channels x 2 rows blocking (else 8 channels x 1 row).
     static func pairsRows(kout: Int, h: Int) -> Bool { kout % 4 == 0 && h % 2 == 0 }
 
-    static func run(x: UnsafePointer<Float>, weights: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>,
-                    cin: Int, kout: Int, groups: Int, n: Int, h: Int, w: Int, accumulate: Bool,
-                    scratch: UnsafeMutablePointer<Float>, normalize: NormalizedInput? = nil) {
+    static func run(
+        x: UnsafePointer<Float>, weights: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>,
+        cin: Int, kout: Int, groups: Int, n: Int, h: Int, w: Int, accumulate: Bool,
+        scratch: UnsafeMutablePointer<Float>, normalize: NormalizedInput? = nil
+    ) {
         let hw = h * w, ws = paddedWidth(w), plane = (h + 2) * ws
         for g in 0..<groups {
             for ni in 0..<n {
                 // zero-padded planes of this image's cin input channels
                 for c in 0..<cin {
-                    pad(x + ((g * cin + c) * n + ni) * hw, into: scratch + c * plane, h: h, w: w,
+                    pad(
+                        x + ((g * cin + c) * n + ni) * hw, into: scratch + c * plane, h: h, w: w,
                         normalize: normalize?.factors(g * cin + c, ni))
                 }
                 let wg = weights + g * kout * cin * 9
@@ -42,27 +45,30 @@ public enum Direct3x3 {
                     for k0 in Swift.stride(from: 0, to: kout, by: 4) {
                         for i in 0..<h {
                             for j in Swift.stride(from: 0, to: w, by: 16) {
-                                block4x2(scratch: scratch + i * ws + j, plane: plane, ws: ws, inputSecond: 8,
-                                         weights: wg + k0 * cin * 9, cin: cin, out: yImage + k0 * n * hw + i * w + j,
-                                         outputSecond: 8, channelStride: n * hw, accumulate: accumulate)
+                                block4x2(
+                                    scratch: scratch + i * ws + j, plane: plane, ws: ws, inputSecond: 8,
+                                    weights: wg + k0 * cin * 9, cin: cin, out: yImage + k0 * n * hw + i * w + j,
+                                    outputSecond: 8, channelStride: n * hw, accumulate: accumulate)
                             }
                         }
                     }
                 } else if pairsRows(kout: kout, h: h) {
                     for k0 in Swift.stride(from: 0, to: kout, by: 4) {
                         for i in Swift.stride(from: 0, to: h, by: 2) {
-                            block4x2(scratch: scratch + i * ws, plane: plane, ws: ws, inputSecond: ws,
-                                     weights: wg + k0 * cin * 9, cin: cin, out: yImage + k0 * n * hw + i * w,
-                                     outputSecond: w, channelStride: n * hw, accumulate: accumulate)
+                            block4x2(
+                                scratch: scratch + i * ws, plane: plane, ws: ws, inputSecond: ws,
+                                weights: wg + k0 * cin * 9, cin: cin, out: yImage + k0 * n * hw + i * w,
+                                outputSecond: w, channelStride: n * hw, accumulate: accumulate)
                         }
                     }
                 } else {
                     for k0 in Swift.stride(from: 0, to: kout, by: 8) {
                         for i in 0..<h {
                             for j in Swift.stride(from: 0, to: w, by: 8) {
-                                block8x8(scratch: scratch + i * ws + j, plane: plane, ws: ws, weights: wg + k0 * cin * 9,
-                                         cin: cin, out: yImage + k0 * n * hw + i * w + j, channelStride: n * hw,
-                                         accumulate: accumulate)
+                                block8x8(
+                                    scratch: scratch + i * ws + j, plane: plane, ws: ws, weights: wg + k0 * cin * 9,
+                                    cin: cin, out: yImage + k0 * n * hw + i * w + j, channelStride: n * hw,
+                                    accumulate: accumulate)
                             }
                         }
                     }
@@ -74,8 +80,10 @@ public enum Direct3x3 {
     /// One h x w plane into a zero-padded (h + 2) x `paddedWidth(w)` plane: the value at (i, j)
     /// moves to (i + 1, j + 1), through `NormalizedInput.apply` with `normalize`'s factors.
     @inline(__always)
-    static func pad(_ src: UnsafePointer<Float>, into dst: UnsafeMutablePointer<Float>, h: Int, w: Int,
-                    normalize: (scale: Float, shift: Float)? = nil) {
+    static func pad(
+        _ src: UnsafePointer<Float>, into dst: UnsafeMutablePointer<Float>, h: Int, w: Int,
+        normalize: (scale: Float, shift: Float)? = nil
+    ) {
         let ws = paddedWidth(w)
         dst.update(repeating: 0, count: ws)
         for i in 0..<h {
@@ -115,9 +123,11 @@ public enum Direct3x3 {
     /// (one per tap) run over a chunk of images 8 columns at a time: one load of dy and 9 of the
     /// padded input channel (in L1) feed 9 FMAs. dW is (groups * kout, cin, 3, 3). `one` must be 1, passed in
     /// from a value the compiler cannot see (see `tapSums`).
-    static func weightGradient(x: UnsafePointer<Float>, dy: UnsafePointer<Float>, dw: UnsafeMutablePointer<Float>,
-                               cin: Int, kout: Int, groups: Int, n: Int, h: Int, w: Int,
-                               scratch: UnsafeMutablePointer<Float>, one: Int, normalize: NormalizedInput? = nil) {
+    static func weightGradient(
+        x: UnsafePointer<Float>, dy: UnsafePointer<Float>, dw: UnsafeMutablePointer<Float>,
+        cin: Int, kout: Int, groups: Int, n: Int, h: Int, w: Int,
+        scratch: UnsafeMutablePointer<Float>, one: Int, normalize: NormalizedInput? = nil
+    ) {
         let hw = h * w, ws = paddedWidth(w), plane = (h + 2) * ws
         let chunk = weightGradientImages(n: n, h: h, w: w)
         for g in 0..<groups {
@@ -125,14 +135,16 @@ public enum Direct3x3 {
                 let nc = min(chunk, n - n0)
                 for c in 0..<cin {
                     for i in 0..<nc {
-                        pad(x + ((g * cin + c) * n + n0 + i) * hw, into: scratch + (c * nc + i) * plane, h: h, w: w,
+                        pad(
+                            x + ((g * cin + c) * n + n0 + i) * hw, into: scratch + (c * nc + i) * plane, h: h, w: w,
                             normalize: normalize?.factors(g * cin + c, n0 + i))
                     }
                 }
                 for c in 0..<cin {
                     for k in 0..<kout {
-                        tapSums(dy: dy + ((g * kout + k) * n + n0) * hw, xpad: scratch + c * nc * plane, images: nc, h: h, w: w,
-                                ws: ws, plane: plane, one: one, into: dw + ((g * kout + k) * cin + c) * 9)
+                        tapSums(
+                            dy: dy + ((g * kout + k) * n + n0) * hw, xpad: scratch + c * nc * plane, images: nc, h: h, w: w,
+                            ws: ws, plane: plane, one: one, into: dw + ((g * kout + k) * cin + c) * 9)
                     }
                 }
             }
@@ -141,8 +153,10 @@ public enum Direct3x3 {
 
     /// out[r*3 + s] += sum over the images, rows i and columns j of dy[i, j] * xpad[i + r, j + s].
     @inline(__always)
-    static func tapSums(dy: UnsafePointer<Float>, xpad: UnsafePointer<Float>, images: Int, h: Int, w: Int, ws: Int,
-                        plane: Int, one: Int, into out: UnsafeMutablePointer<Float>) {
+    static func tapSums(
+        dy: UnsafePointer<Float>, xpad: UnsafePointer<Float>, images: Int, h: Int, w: Int, ws: Int,
+        plane: Int, one: Int, into out: UnsafeMutablePointer<Float>
+    ) {
         // the column shift `one` (1) comes from the caller at run time: given a constant, LLVM
         // merges the three overlapping loads of a row into shuffles and spills, 3x slower
         let two = 2 &* one
@@ -210,8 +224,10 @@ public enum Direct3x3 {
     ///   channel for 72 FMAs, where 8 x 8 needs 81 loads; stage 3 of 29-4x16d was load-bound).
     /// Index arithmetic wraps (no overflow checks), so that the 9 taps unroll.
     @inline(__always)
-    static func block4x2(scratch: UnsafePointer<Float>, plane: Int, ws: Int, inputSecond: Int, weights: UnsafePointer<Float>,
-                         cin: Int, out: UnsafeMutablePointer<Float>, outputSecond: Int, channelStride: Int, accumulate: Bool) {
+    static func block4x2(
+        scratch: UnsafePointer<Float>, plane: Int, ws: Int, inputSecond: Int, weights: UnsafePointer<Float>,
+        cin: Int, out: UnsafeMutablePointer<Float>, outputSecond: Int, channelStride: Int, accumulate: Bool
+    ) {
         var a0 = SIMD8<Float>(), a1 = SIMD8<Float>(), b0 = SIMD8<Float>(), b1 = SIMD8<Float>()
         var c0 = SIMD8<Float>(), c1 = SIMD8<Float>(), d0 = SIMD8<Float>(), d1 = SIMD8<Float>()
         let kStride = cin &* 9
@@ -244,8 +260,10 @@ public enum Direct3x3 {
     /// 8 output channels x 8 columns (planes 8 wide): 8 accumulators; per tap 1 input load and
     /// 8 weight broadcasts.
     @inline(__always)
-    static func block8x8(scratch: UnsafePointer<Float>, plane: Int, ws: Int, weights: UnsafePointer<Float>, cin: Int,
-                         out: UnsafeMutablePointer<Float>, channelStride: Int, accumulate: Bool) {
+    static func block8x8(
+        scratch: UnsafePointer<Float>, plane: Int, ws: Int, weights: UnsafePointer<Float>, cin: Int,
+        out: UnsafeMutablePointer<Float>, channelStride: Int, accumulate: Bool
+    ) {
         var a0 = SIMD8<Float>(), a1 = SIMD8<Float>(), a2 = SIMD8<Float>(), a3 = SIMD8<Float>()
         var a4 = SIMD8<Float>(), a5 = SIMD8<Float>(), a6 = SIMD8<Float>(), a7 = SIMD8<Float>()
         let kStride = cin &* 9

@@ -33,8 +33,10 @@ struct Lowering {
 /// workspace (`usesPhasePlanes` keeps its phase planes after the columns).
 @_specialize(where T == Float)
 @_specialize(where T == Double)
-func im2col<T: EngineScalar>(_ l: Lowering, x: UnsafePointer<T>, col: UnsafeMutablePointer<T>, c: Int, n: Int, images: Range<Int>,
-                              normalize: NormalizedInput? = nil) {
+func im2col<T: EngineScalar>(
+    _ l: Lowering, x: UnsafePointer<T>, col: UnsafeMutablePointer<T>, c: Int, n: Int, images: Range<Int>,
+    normalize: NormalizedInput? = nil
+) {
     let (h, w, p, q) = (l.h, l.w, l.p, l.q)
     let k = l.kernel, st = l.stride, pad = l.padding
     if l.byRows {
@@ -83,8 +85,9 @@ func im2col<T: EngineScalar>(_ l: Lowering, x: UnsafePointer<T>, col: UnsafeMuta
                     let (pr, sr) = phaseOf(r, padding: pad)
                     for s in 0..<k {
                         let (ps, ss) = phaseOf(s, padding: pad)
-                        shiftedCopy(from: phases + (2 * pr + ps) * quarter, to: dst + ((ci * k + r) * k + s) * cols,
-                                    dy: sr, dx: ss, h: p, w: q)
+                        shiftedCopy(
+                            from: phases + (2 * pr + ps) * quarter, to: dst + ((ci * k + r) * k + s) * cols,
+                            dy: sr, dx: ss, h: p, w: q)
                     }
                 }
             }
@@ -175,8 +178,10 @@ func shiftedAdd<T: EngineScalar>(from src: UnsafeMutablePointer<T>, to dst: Unsa
 
 /// plane += the plane whose phases these are (the adjoint of `splitPhases`), or plane = it
 /// with `overwrite`.
-@inline(__always) func mergePhases<T: EngineScalar>(_ phases: UnsafePointer<T>, into plane: UnsafeMutablePointer<T>, h: Int, w: Int,
-                                   overwrite: Bool) {
+@inline(__always) func mergePhases<T: EngineScalar>(
+    _ phases: UnsafePointer<T>, into plane: UnsafeMutablePointer<T>, h: Int, w: Int,
+    overwrite: Bool
+) {
     let half = w / 2, quarter = h / 2 * half
     for i in 0..<h {
         let even = phases + (i & 1) * 2 * quarter + (i >> 1) * half
@@ -234,8 +239,10 @@ func interleave<T: EngineScalar>(even: UnsafePointer<T>, odd: UnsafePointer<T>, 
 /// With `overwrite` (only where `usesPhasePlanes`), the chunk's planes of dx are written instead.
 @_specialize(where T == Float)
 @_specialize(where T == Double)
-func col2im<T: EngineScalar>(_ l: Lowering, col: UnsafePointer<T>, dx: UnsafeMutablePointer<T>, c: Int, n: Int, images: Range<Int>,
-                              overwrite: Bool = false) {
+func col2im<T: EngineScalar>(
+    _ l: Lowering, col: UnsafePointer<T>, dx: UnsafeMutablePointer<T>, c: Int, n: Int, images: Range<Int>,
+    overwrite: Bool = false
+) {
     precondition(!overwrite || l.phasePlanes, "col2im writes dx only on phase planes")
     let (h, w, p, q) = (l.h, l.w, l.p, l.q)
     let k = l.kernel, st = l.stride, pad = l.padding
@@ -286,8 +293,9 @@ func col2im<T: EngineScalar>(_ l: Lowering, col: UnsafePointer<T>, dx: UnsafeMut
                     let (pr, sr) = phaseOf(r, padding: pad)
                     for s in 0..<k {
                         let (ps, ss) = phaseOf(s, padding: pad)
-                        shiftedAdd(from: src + ((ci * k + r) * k + s) * cols, to: phases + (2 * pr + ps) * quarter,
-                                   dy: sr, dx: ss, h: p, w: q)
+                        shiftedAdd(
+                            from: src + ((ci * k + r) * k + s) * cols, to: phases + (2 * pr + ps) * quarter,
+                            dy: sr, dx: ss, h: p, w: q)
                     }
                 }
                 mergePhases(phases, into: dx + (ci * n + ni) * h * w, h: h, w: w, overwrite: overwrite)

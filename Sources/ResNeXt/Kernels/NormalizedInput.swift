@@ -1,5 +1,5 @@
 #if RESNEXT_X86_AVX
-import _Builtin_intrinsics.intel
+    import _Builtin_intrinsics.intel
 #endif
 
 /// A batch norm's output with ReLU as a float32 convolution reads it from the norm's input x, so
@@ -43,9 +43,9 @@ public struct NormalizedInput {
     /// `RESNEXT_X86_AVX` is defined by scripts/build-flags.sh where the target has AVX.
     @inline(__always) static func relu(_ y: SIMD8<Float>) -> SIMD8<Float> {
         #if RESNEXT_X86_AVX
-        return _mm256_max_ps(SIMD8(repeating: 0), y)
+            return _mm256_max_ps(SIMD8(repeating: 0), y)
         #else
-        return y.replacing(with: 0, where: y .< 0)
+            return y.replacing(with: 0, where: y .< 0)
         #endif
     }
 }

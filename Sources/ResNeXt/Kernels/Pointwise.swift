@@ -51,9 +51,11 @@ public enum Pointwise {
     /// a[i * aRow + c * aColumn] (A = W: aRow = k, aColumn = 1; A = W^T for W (k, m): aRow = 1,
     /// aColumn = m). x's rows are `ldx` apart, y's `ldy` (p for whole tensors; more for a chunk of
     /// a wider one). m must be a multiple of 4 and p of 16.
-    public static func run(a: UnsafePointer<Float>, aRow: Int, aColumn: Int, x: UnsafePointer<Float>, ldx: Int,
-                           y: UnsafeMutablePointer<Float>, ldy: Int, m: Int, k: Int, p: Int, accumulate: Bool,
-                           scratch: UnsafeMutablePointer<Float>) {
+    public static func run(
+        a: UnsafePointer<Float>, aRow: Int, aColumn: Int, x: UnsafePointer<Float>, ldx: Int,
+        y: UnsafeMutablePointer<Float>, ldy: Int, m: Int, k: Int, p: Int, accumulate: Bool,
+        scratch: UnsafeMutablePointer<Float>
+    ) {
         precondition(fits(m: m, p: p))
         // A as [m / 4][k][4]: a register block's 4 weights of one input channel side by side
         let packedA = scratch, packedX = scratch + m * k
@@ -87,13 +89,15 @@ public enum Pointwise {
             for i0 in Swift.stride(from: 0, to: m, by: rowBlock) {
                 let out = y + (i0 &* ldy &+ p0)
                 for s in 0..<wide {
-                    block4x24(packedA: packedA + i0 &* k, packedX: packedX + s &* k &* wideStrip, k: k,
-                              out: out + s &* wideStrip, rowStride: ldy, accumulate: accumulate)
+                    block4x24(
+                        packedA: packedA + i0 &* k, packedX: packedX + s &* k &* wideStrip, k: k,
+                        out: out + s &* wideStrip, rowStride: ldy, accumulate: accumulate)
                 }
                 let rest = out + wide &* wideStrip
                 for s in 0..<narrow {
-                    block4x16(packedA: packedA + i0 &* k, packedX: narrowX + s &* k &* strip, k: k,
-                              out: rest + s &* strip, rowStride: ldy, accumulate: accumulate)
+                    block4x16(
+                        packedA: packedA + i0 &* k, packedX: narrowX + s &* k &* strip, k: k,
+                        out: rest + s &* strip, rowStride: ldy, accumulate: accumulate)
                 }
             }
             p0 &+= columns
@@ -113,8 +117,10 @@ public enum Pointwise {
     /// accumulators, each input channel 3 loads of x and 4 broadcast weights for 12 FMAs. Each
     /// output is the same FMA chain as in `block4x16`.
     @inline(__always)
-    static func block4x24(packedA: UnsafePointer<Float>, packedX: UnsafePointer<Float>, k: Int,
-                          out: UnsafeMutablePointer<Float>, rowStride: Int, accumulate: Bool) {
+    static func block4x24(
+        packedA: UnsafePointer<Float>, packedX: UnsafePointer<Float>, k: Int,
+        out: UnsafeMutablePointer<Float>, rowStride: Int, accumulate: Bool
+    ) {
         var a0 = SIMD8<Float>(), a1 = SIMD8<Float>(), a2 = SIMD8<Float>()
         var b0 = SIMD8<Float>(), b1 = SIMD8<Float>(), b2 = SIMD8<Float>()
         var c0 = SIMD8<Float>(), c1 = SIMD8<Float>(), c2 = SIMD8<Float>()
@@ -146,8 +152,10 @@ public enum Pointwise {
     /// out[i, 0..<16] (+)= sum over c of packedA[c][i] * packedX[c][0..<16], for i in 0..<4; the
     /// 4 output rows are `rowStride` apart.
     @inline(__always)
-    static func block4x16(packedA: UnsafePointer<Float>, packedX: UnsafePointer<Float>, k: Int,
-                          out: UnsafeMutablePointer<Float>, rowStride: Int, accumulate: Bool) {
+    static func block4x16(
+        packedA: UnsafePointer<Float>, packedX: UnsafePointer<Float>, k: Int,
+        out: UnsafeMutablePointer<Float>, rowStride: Int, accumulate: Bool
+    ) {
         var a0 = SIMD8<Float>(), a1 = SIMD8<Float>(), b0 = SIMD8<Float>(), b1 = SIMD8<Float>()
         var c0 = SIMD8<Float>(), c1 = SIMD8<Float>(), d0 = SIMD8<Float>(), d1 = SIMD8<Float>()
         var w = packedA, xp = packedX

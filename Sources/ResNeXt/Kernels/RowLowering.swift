@@ -43,8 +43,10 @@ enum RowLowering {
     }
 
     /// Stride 1, padding 1: column row (c, r, s), image i, pixel (a, b) = x[c, i, a + r - 1, b + s - 1].
-    static func im2colSame(x: UnsafePointer<Float>, col: UnsafeMutablePointer<Float>, c: Int, n: Int,
-                           images: Range<Int>, h: Int, w: Int, normalize: NormalizedInput? = nil) {
+    static func im2colSame(
+        x: UnsafePointer<Float>, col: UnsafeMutablePointer<Float>, c: Int, n: Int,
+        images: Range<Int>, h: Int, w: Int, normalize: NormalizedInput? = nil
+    ) {
         let plane = h * w, cols = images.count * plane
         for ci in 0..<c {
             for ni in images {
@@ -61,8 +63,10 @@ enum RowLowering {
 
     /// One plane's rows of `im2colSame`, each 8 floats read through `load`.
     @inline(__always)
-    static func sameRows(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, cols: Int, h: Int, w: Int,
-                         load: (UnsafePointer<Float>) -> SIMD8<Float>) {
+    static func sameRows(
+        _ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, cols: Int, h: Int, w: Int,
+        load: (UnsafePointer<Float>) -> SIMD8<Float>
+    ) {
         for a in 0..<h {
             for r in 0..<3 {
                 let d0 = dst + r * 3 * cols + a * w, d1 = d0 + cols, d2 = d1 + cols
@@ -87,8 +91,10 @@ enum RowLowering {
     /// Stride 2, padding 1, p = h/2, q = w/2: column row (c, r, s), image i, pixel (a, b) =
     /// x[c, i, 2a + r - 1, 2b + s - 1]. Kernel column 1 reads the even columns of an input row,
     /// column 2 the odd ones, and column 0 the odd ones shifted by one.
-    static func im2colStride2(x: UnsafePointer<Float>, col: UnsafeMutablePointer<Float>, c: Int, n: Int,
-                              images: Range<Int>, h: Int, w: Int, normalize: NormalizedInput? = nil) {
+    static func im2colStride2(
+        x: UnsafePointer<Float>, col: UnsafeMutablePointer<Float>, c: Int, n: Int,
+        images: Range<Int>, h: Int, w: Int, normalize: NormalizedInput? = nil
+    ) {
         let p = h / 2, q = w / 2, quarter = p * q, cols = images.count * quarter
         for ci in 0..<c {
             for ni in images {
@@ -105,8 +111,10 @@ enum RowLowering {
 
     /// One plane's output rows of `im2colStride2`, each 16 floats read through `load`.
     @inline(__always)
-    static func stride2Rows(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, cols: Int, p: Int, q: Int, w: Int,
-                            load: (UnsafePointer<Float>) -> SIMD16<Float>) {
+    static func stride2Rows(
+        _ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, cols: Int, p: Int, q: Int, w: Int,
+        load: (UnsafePointer<Float>) -> SIMD16<Float>
+    ) {
         for a in 0..<p {
             for r in 0..<3 {
                 let d0 = dst + r * 3 * cols + a * q, d1 = d0 + cols, d2 = d1 + cols
@@ -134,8 +142,10 @@ enum RowLowering {
     /// column 1 at b; odd columns 2b + 1 by column 0 at b + 1, then column 2 at b. Each sum starts
     /// from +0 and takes its terms in kernel order (r, s), as `Conv2d`'s phase planes do, then
     /// is added to dx, or written with `overwrite`.
-    static func col2imStride2(col: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>, c: Int, n: Int,
-                              images: Range<Int>, h: Int, w: Int, overwrite: Bool) {
+    static func col2imStride2(
+        col: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>, c: Int, n: Int,
+        images: Range<Int>, h: Int, w: Int, overwrite: Bool
+    ) {
         let p = h / 2, q = w / 2, quarter = p * q, cols = images.count * quarter
         let notLast = SIMD8<Int32>(0, 0, 0, 0, 0, 0, 0, 1) .== 0
         for ci in 0..<c {

@@ -54,8 +54,10 @@ public final class BatchNorm<T: EngineScalar> {
     /// bottleneck block's BN, residual add and ReLU in one pass over its output.
     @_specialize(where T == Float)
     @_specialize(where T == Double)
-    public func forwardTraining(x: UnsafePointer<T>, y: UnsafeMutablePointer<T>?, n: Int, hw: Int,
-                                group: Int, relu: Bool = false, residual: UnsafePointer<T>? = nil) {
+    public func forwardTraining(
+        x: UnsafePointer<T>, y: UnsafeMutablePointer<T>?, n: Int, hw: Int,
+        group: Int, relu: Bool = false, residual: UnsafePointer<T>? = nil
+    ) {
         precondition(n % group == 0, "batch \(n) is not a multiple of the BN group \(group)")
         let groups = n / group, m = group * hw
         precondition(groups * channels <= mean.count, "more BN groups than prepared")
@@ -117,16 +119,19 @@ public final class BatchNorm<T: EngineScalar> {
     public func normalizedInput(n: Int, group: Int?) -> NormalizedInput {
         precondition(T.self == Float.self, "normalizedInput is float32 only")
         let (sc, sh) = group == nil ? (inferenceScale, inferenceShift) : (scale, shift)
-        return NormalizedInput(scale: UnsafeRawPointer(sc.base).assumingMemoryBound(to: Float.self),
-                               shift: UnsafeRawPointer(sh.base).assumingMemoryBound(to: Float.self),
-                               groups: group.map { n / $0 } ?? 1, groupSize: group ?? n)
+        return NormalizedInput(
+            scale: UnsafeRawPointer(sc.base).assumingMemoryBound(to: Float.self),
+            shift: UnsafeRawPointer(sh.base).assumingMemoryBound(to: Float.self),
+            groups: group.map { n / $0 } ?? 1, groupSize: group ?? n)
     }
 
     /// ys = xs * scale + shift (+ rs), then the ReLU with `relu`: the same float operations in
     /// the same order as BN, residual add and ReLU done one after the other.
     @inline(__always)
-    func normalize(_ xs: UnsafePointer<T>, _ ys: UnsafeMutablePointer<T>, _ rs: UnsafePointer<T>?, count m: Int,
-                   scale: T, shift: T, relu: Bool) {
+    func normalize(
+        _ xs: UnsafePointer<T>, _ ys: UnsafeMutablePointer<T>, _ rs: UnsafePointer<T>?, count m: Int,
+        scale: T, shift: T, relu: Bool
+    ) {
         switch (rs, relu) {
         case (let rs?, true): for i in 0..<m { ys[i] = Self.relu((xs[i] * scale + shift) + rs[i]) }
         case (let rs?, false): for i in 0..<m { ys[i] = (xs[i] * scale + shift) + rs[i] }
@@ -143,13 +148,16 @@ public final class BatchNorm<T: EngineScalar> {
     /// and `relu` as in `forwardTraining`.
     @_specialize(where T == Float)
     @_specialize(where T == Double)
-    public func forwardInference(x: UnsafePointer<T>, y: UnsafeMutablePointer<T>, n: Int, hw: Int,
-                                 relu: Bool = false, residual: UnsafePointer<T>? = nil) {
+    public func forwardInference(
+        x: UnsafePointer<T>, y: UnsafeMutablePointer<T>, n: Int, hw: Int,
+        relu: Bool = false, residual: UnsafePointer<T>? = nil
+    ) {
         let count = n * hw
         for c in 0..<channels {
             let (scale, shift) = inferenceFactors(c)
-            normalize(x + c * count, y + c * count, residual.map { $0 + c * count }, count: count, scale: scale,
-                      shift: shift, relu: relu)
+            normalize(
+                x + c * count, y + c * count, residual.map { $0 + c * count }, count: count, scale: scale,
+                shift: shift, relu: relu)
         }
     }
 
@@ -162,9 +170,11 @@ public final class BatchNorm<T: EngineScalar> {
     /// is also written there (the gradient the fused residual add hands to an identity shortcut).
     @_specialize(where T == Float)
     @_specialize(where T == Double)
-    public func backward(x: UnsafePointer<T>, dy: UnsafePointer<T>, dx: UnsafeMutablePointer<T>,
-                         n: Int, hw: Int, group: Int, relu: Bool = false, reluOutput: UnsafePointer<T>? = nil,
-                         maskedDy: UnsafeMutablePointer<T>? = nil) {
+    public func backward(
+        x: UnsafePointer<T>, dy: UnsafePointer<T>, dx: UnsafeMutablePointer<T>,
+        n: Int, hw: Int, group: Int, relu: Bool = false, reluOutput: UnsafePointer<T>? = nil,
+        maskedDy: UnsafeMutablePointer<T>? = nil
+    ) {
         precondition(maskedDy == nil || reluOutput != nil, "maskedDy needs reluOutput")
         precondition(!(relu && reluOutput != nil), "relu recomputes the mask that reluOutput gives")
         let groups = n / group, m = group * hw

@@ -15,8 +15,10 @@ public final class Conv2d<T: EngineScalar> {
     public private(set) var weight: UnsafeMutablePointer<T>!
     public private(set) var dWeight: UnsafeMutablePointer<T>!
 
-    public init(_ name: String, _ inChannels: Int, _ outChannels: Int, kernel: Int, stride: Int = 1,
-                padding: Int = 0, groups: Int = 1, layout: inout StoreLayout) {
+    public init(
+        _ name: String, _ inChannels: Int, _ outChannels: Int, kernel: Int, stride: Int = 1,
+        padding: Int = 0, groups: Int = 1, layout: inout StoreLayout
+    ) {
         precondition(inChannels % groups == 0 && outChannels % groups == 0)
         self.name = name
         self.inChannels = inChannels; self.outChannels = outChannels
@@ -84,8 +86,10 @@ public final class Conv2d<T: EngineScalar> {
     /// output with ReLU.
     @_specialize(where T == Float)
     @_specialize(where T == Double)
-    public func forward(x: UnsafePointer<T>, y: UnsafeMutablePointer<T>, n: Int, h: Int, w: Int,
-                        col: UnsafeMutablePointer<T>, normalize: NormalizedInput? = nil) {
+    public func forward(
+        x: UnsafePointer<T>, y: UnsafeMutablePointer<T>, n: Int, h: Int, w: Int,
+        col: UnsafeMutablePointer<T>, normalize: NormalizedInput? = nil
+    ) {
         precondition(normalize == nil || readsNormalizedInput(h: h, w: w), "\(name) cannot read a normalized input")
         let (p, q) = outputSize(h, w)
         let cg = inChannels / groups, kg = outChannels / groups
@@ -96,8 +100,9 @@ public final class Conv2d<T: EngineScalar> {
         let chunk = imagesPerChunk(n: n, h: h, w: w), lowering = self.lowering(n: n, h: h, w: w)
         if usesDirect(h: h, w: w) {
             Profile.measure(.gemm) {
-                Direct3x3.run(x: floats(x), weights: floats(weight), y: mutableFloats(y), cin: cg, kout: kg, groups: groups,
-                              n: n, h: h, w: w, accumulate: false, scratch: mutableFloats(col), normalize: normalize)
+                Direct3x3.run(
+                    x: floats(x), weights: floats(weight), y: mutableFloats(y), cin: cg, kout: kg, groups: groups,
+                    n: n, h: h, w: w, accumulate: false, scratch: mutableFloats(col), normalize: normalize)
             }
             return
         }
@@ -105,16 +110,18 @@ public final class Conv2d<T: EngineScalar> {
             let xg = x + g * cg * n * h * w, wg = weight + g * kg * rows, yg = y + g * kg * npq
             if usesPointwiseKernel(m: kg, k: cg, p: npq) {
                 Profile.measure(.gemm) {
-                    Pointwise.run(a: floats(wg), aRow: cg, aColumn: 1, x: floats(xg), ldx: npq, y: mutableFloats(yg), ldy: npq, m: kg, k: cg, p: npq,
-                                  accumulate: false, scratch: mutableFloats(col))
+                    Pointwise.run(
+                        a: floats(wg), aRow: cg, aColumn: 1, x: floats(xg), ldx: npq, y: mutableFloats(yg), ldy: npq, m: kg, k: cg, p: npq,
+                        accumulate: false, scratch: mutableFloats(col))
                 }
                 continue
             }
             if isPointwise {
                 // y_g (Kg, NPQ) = W_g (Kg, Cg) * x_g (Cg, NPQ)
                 Profile.measure(.gemm) {
-                    T.gemm(transA: false, transB: false, m: kg, n: npq, k: rows, alpha: 1, a: wg, lda: rows,
-                           b: xg, ldb: npq, beta: 0, c: yg, ldc: npq)
+                    T.gemm(
+                        transA: false, transB: false, m: kg, n: npq, k: rows, alpha: 1, a: wg, lda: rows,
+                        b: xg, ldb: npq, beta: 0, c: yg, ldc: npq)
                 }
                 continue
             }
@@ -125,8 +132,9 @@ public final class Conv2d<T: EngineScalar> {
                 }
                 // y_g[:, chunk] (Kg, cols) = W_g (Kg, rows) * col (rows, cols)
                 Profile.measure(.gemm) {
-                    T.gemm(transA: false, transB: false, m: kg, n: cols, k: rows, alpha: 1, a: wg, lda: rows,
-                           b: col, ldb: cols, beta: 0, c: yg + n0 * pq, ldc: npq)
+                    T.gemm(
+                        transA: false, transB: false, m: kg, n: cols, k: rows, alpha: 1, a: wg, lda: rows,
+                        b: col, ldb: cols, beta: 0, c: yg + n0 * pq, ldc: npq)
                 }
             }
         }
@@ -137,9 +145,11 @@ public final class Conv2d<T: EngineScalar> {
     /// given to `forward`.
     @_specialize(where T == Float)
     @_specialize(where T == Double)
-    public func backward(x: UnsafePointer<T>, dy: UnsafePointer<T>, dx: UnsafeMutablePointer<T>?,
-                         accumulate: Bool = false, n: Int, h: Int, w: Int, col: UnsafeMutablePointer<T>,
-                         normalize: NormalizedInput? = nil) {
+    public func backward(
+        x: UnsafePointer<T>, dy: UnsafePointer<T>, dx: UnsafeMutablePointer<T>?,
+        accumulate: Bool = false, n: Int, h: Int, w: Int, col: UnsafeMutablePointer<T>,
+        normalize: NormalizedInput? = nil
+    ) {
         precondition(normalize == nil || readsNormalizedInput(h: h, w: w), "\(name) cannot read a normalized input")
         let (p, q) = outputSize(h, w)
         let cg = inChannels / groups, kg = outChannels / groups
@@ -159,8 +169,9 @@ public final class Conv2d<T: EngineScalar> {
         }
         if directWeights {
             Profile.measure(.gemm) {
-                Direct3x3.weightGradient(x: floats(x), dy: floats(dy), dw: mutableFloats(dWeight), cin: cg, kout: kg, groups: groups,
-                                         n: n, h: h, w: w, scratch: mutableFloats(col), one: kernel - 2, normalize: normalize)
+                Direct3x3.weightGradient(
+                    x: floats(x), dy: floats(dy), dw: mutableFloats(dWeight), cin: cg, kout: kg, groups: groups,
+                    n: n, h: h, w: w, scratch: mutableFloats(col), one: kernel - 2, normalize: normalize)
             }
         }
         for g in 0..<groups where !(directWeights && (dx == nil || direct)) {
@@ -170,19 +181,22 @@ public final class Conv2d<T: EngineScalar> {
             if isPointwise {
                 // dW_g (Kg, Cg) += dy_g (Kg, NHW) * x_g^T (NHW, Cg)
                 Profile.measure(.gemm) {
-                    T.gemm(transA: false, transB: true, m: kg, n: rows, k: npq, alpha: 1, a: dyg, lda: npq,
-                           b: xg, ldb: npq, beta: 1, c: dwg, ldc: rows)
+                    T.gemm(
+                        transA: false, transB: true, m: kg, n: rows, k: npq, alpha: 1, a: dyg, lda: npq,
+                        b: xg, ldb: npq, beta: 1, c: dwg, ldc: rows)
                 }
                 // dx_g (Cg, NHW) (+)= W_g^T (Cg, Kg) * dy_g (Kg, NHW)
                 if let dx, usesPointwiseKernel(m: cg, k: kg, p: npq) {
                     Profile.measure(.gemm) {
-                        Pointwise.run(a: floats(wg), aRow: 1, aColumn: cg, x: floats(dyg), ldx: npq, y: mutableFloats(dx + g * cg * n * h * w), ldy: npq,
-                                      m: cg, k: kg, p: npq, accumulate: accumulate, scratch: mutableFloats(col))
+                        Pointwise.run(
+                            a: floats(wg), aRow: 1, aColumn: cg, x: floats(dyg), ldx: npq, y: mutableFloats(dx + g * cg * n * h * w), ldy: npq,
+                            m: cg, k: kg, p: npq, accumulate: accumulate, scratch: mutableFloats(col))
                     }
                 } else if let dx {
                     Profile.measure(.gemm) {
-                        T.gemm(transA: true, transB: false, m: cg, n: npq, k: kg, alpha: 1, a: wg, lda: rows,
-                               b: dyg, ldb: npq, beta: accumulate ? 1 : 0, c: dx + g * cg * n * h * w, ldc: npq)
+                        T.gemm(
+                            transA: true, transB: false, m: cg, n: npq, k: kg, alpha: 1, a: wg, lda: rows,
+                            b: dyg, ldb: npq, beta: accumulate ? 1 : 0, c: dx + g * cg * n * h * w, ldc: npq)
                     }
                 }
                 continue
@@ -196,8 +210,9 @@ public final class Conv2d<T: EngineScalar> {
                     }
                     // dW_g (Kg, rows) += dy_g[:, chunk] (Kg, cols) * col^T (cols, rows)
                     Profile.measure(.gemm) {
-                        T.gemm(transA: false, transB: true, m: kg, n: rows, k: cols, alpha: 1, a: dyg + n0 * pq, lda: npq,
-                               b: col, ldb: cols, beta: 1, c: dwg, ldc: rows)
+                        T.gemm(
+                            transA: false, transB: true, m: kg, n: rows, k: cols, alpha: 1, a: dyg + n0 * pq, lda: npq,
+                            b: col, ldb: cols, beta: 1, c: dwg, ldc: rows)
                     }
                 }
                 guard let dx, !direct else { continue }
@@ -207,21 +222,24 @@ public final class Conv2d<T: EngineScalar> {
                     let dyRows = kg * kernel * kernel
                     Profile.measure(.im2col) { im2col(self.lowering(n: n, h: p, w: q), x: dyg, col: col, c: kg, n: n, images: images) }
                     Profile.measure(.gemm) {
-                        T.gemm(transA: false, transB: false, m: cg, n: cols, k: dyRows, alpha: 1, a: flipped + g * cg * dyRows,
-                               lda: dyRows, b: col, ldb: cols, beta: accumulate ? 1 : 0, c: dx + g * cg * n * h * w + n0 * pq,
-                               ldc: npq)
+                        T.gemm(
+                            transA: false, transB: false, m: cg, n: cols, k: dyRows, alpha: 1, a: flipped + g * cg * dyRows,
+                            lda: dyRows, b: col, ldb: cols, beta: accumulate ? 1 : 0, c: dx + g * cg * n * h * w + n0 * pq,
+                            ldc: npq)
                     }
                     continue
                 }
                 // dcol (rows, cols) = W_g^T (rows, Kg) * dy_g[:, chunk] (Kg, cols), scattered into dx_g
                 Profile.measure(.gemm) {
                     if usesPointwiseKernel(m: rows, k: kg, p: cols, lowered: true) {
-                        Pointwise.run(a: floats(wg), aRow: 1, aColumn: rows, x: floats(dyg + n0 * pq), ldx: npq, y: mutableFloats(col), ldy: cols,
-                                      m: rows, k: kg, p: cols, accumulate: false,
-                                      scratch: mutableFloats(col + columnGradientScratch(n: n, h: h, w: w)))
+                        Pointwise.run(
+                            a: floats(wg), aRow: 1, aColumn: rows, x: floats(dyg + n0 * pq), ldx: npq, y: mutableFloats(col), ldy: cols,
+                            m: rows, k: kg, p: cols, accumulate: false,
+                            scratch: mutableFloats(col + columnGradientScratch(n: n, h: h, w: w)))
                     } else {
-                        T.gemm(transA: true, transB: false, m: rows, n: cols, k: kg, alpha: 1, a: wg, lda: rows,
-                               b: dyg + n0 * pq, ldb: npq, beta: 0, c: col, ldc: cols)
+                        T.gemm(
+                            transA: true, transB: false, m: rows, n: cols, k: kg, alpha: 1, a: wg, lda: rows,
+                            b: dyg + n0 * pq, ldb: npq, beta: 0, c: col, ldc: cols)
                     }
                 }
                 Profile.measure(.im2col) {
@@ -232,8 +250,9 @@ public final class Conv2d<T: EngineScalar> {
         if direct, let dx {
             // dx (+)= conv(dy, flipped weights): the flipped (Cg, Kg, 3, 3) weights of each group
             Profile.measure(.gemm) {
-                Direct3x3.run(x: floats(dy), weights: floats(flipped), y: mutableFloats(dx), cin: kg, kout: cg, groups: groups,
-                              n: n, h: h, w: w, accumulate: accumulate, scratch: mutableFloats(col))
+                Direct3x3.run(
+                    x: floats(dy), weights: floats(flipped), y: mutableFloats(dx), cin: kg, kout: cg, groups: groups,
+                    n: n, h: h, w: w, accumulate: accumulate, scratch: mutableFloats(col))
             }
         }
     }

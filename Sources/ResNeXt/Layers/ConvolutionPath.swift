@@ -32,7 +32,8 @@ public struct ConvolutionPath: Hashable, Sendable, CustomStringConvertible {
     /// order is the order in which the tuner tries them.
     public static let named: [(name: String, path: ConvolutionPath)] = [
         ("default", .rules), ("openblas", .openBLAS), ("pointwise", .pointwiseKernel), ("direct", .direct),
-        ("direct-weights", .directWeights)]
+        ("direct-weights", .directWeights),
+    ]
 
     public init?(name: String) {
         guard let found = Self.named.first(where: { $0.name == name }) else { return nil }
@@ -107,8 +108,9 @@ extension Conv2d {
     /// The lowering (im2col, col2im) of n images of h x w on this layer's path.
     func lowering(n: Int, h: Int, w: Int) -> Lowering {
         let (p, q) = outputSize(h, w)
-        return Lowering(kernel: kernel, stride: stride, padding: padding, h: h, w: w, p: p, q: q,
-                        byRows: usesRowLowering(h: h, w: w), phasePlanes: usesPhasePlanes(h: h, w: w),
-                        spare: scratchCount(n: n, h: h, w: w))
+        return Lowering(
+            kernel: kernel, stride: stride, padding: padding, h: h, w: w, p: p, q: q,
+            byRows: usesRowLowering(h: h, w: w), phasePlanes: usesPhasePlanes(h: h, w: w),
+            spare: scratchCount(n: n, h: h, w: w))
     }
 }

@@ -46,8 +46,11 @@ extension Conv2d {
     func scratchCount(n: Int, h: Int, w: Int) -> Int {
         let (p, q) = outputSize(h, w)
         let columns = columnRows * imagesPerChunk(n: n, h: h, w: w) * p * q
-        let direct = kernel == 3 ? max(Direct3x3.scratchCount(cin: max(inChannels, outChannels) / groups, h: h, w: w),
-                                       Direct3x3.weightGradientScratchCount(cin: inChannels / groups, n: n, h: h, w: w)) : 0
+        let direct =
+            kernel == 3
+            ? max(
+                Direct3x3.scratchCount(cin: max(inChannels, outChannels) / groups, h: h, w: w),
+                Direct3x3.weightGradientScratchCount(cin: inChannels / groups, n: n, h: h, w: w)) : 0
         return max(columns, direct)
     }
 }

@@ -28,22 +28,31 @@ public final class Linear<T: EngineScalar> {
     @_specialize(where T == Double)
     public func forward(x: UnsafePointer<T>, y: UnsafeMutablePointer<T>, n: Int) {
         for i in 0..<n { (y + i * outFeatures).update(from: bias, count: outFeatures) }
-        Profile.measure(.gemm) { T.gemm(transA: true, transB: true, m: n, n: outFeatures, k: inFeatures, alpha: 1, a: x, lda: n,
-               b: weight, ldb: inFeatures, beta: 1, c: y, ldc: outFeatures) }
+        Profile.measure(.gemm) {
+            T.gemm(
+                transA: true, transB: true, m: n, n: outFeatures, k: inFeatures, alpha: 1, a: x, lda: n,
+                b: weight, ldb: inFeatures, beta: 1, c: y, ldc: outFeatures)
+        }
     }
 
     /// dW (out, in) += dy^T x^T, dB += sum_n dy, dx (in, N) = W^T dy^T (written).
     @_specialize(where T == Float)
     @_specialize(where T == Double)
     public func backward(x: UnsafePointer<T>, dy: UnsafePointer<T>, dx: UnsafeMutablePointer<T>?, n: Int) {
-        Profile.measure(.gemm) { T.gemm(transA: true, transB: true, m: outFeatures, n: inFeatures, k: n, alpha: 1, a: dy, lda: outFeatures,
-               b: x, ldb: n, beta: 1, c: dWeight, ldc: inFeatures) }
+        Profile.measure(.gemm) {
+            T.gemm(
+                transA: true, transB: true, m: outFeatures, n: inFeatures, k: n, alpha: 1, a: dy, lda: outFeatures,
+                b: x, ldb: n, beta: 1, c: dWeight, ldc: inFeatures)
+        }
         for i in 0..<n {
             for k in 0..<outFeatures { dBias[k] += dy[i * outFeatures + k] }
         }
         if let dx {
-            Profile.measure(.gemm) { T.gemm(transA: true, transB: true, m: inFeatures, n: n, k: outFeatures, alpha: 1, a: weight, lda: inFeatures,
-                   b: dy, ldb: outFeatures, beta: 0, c: dx, ldc: n) }
+            Profile.measure(.gemm) {
+                T.gemm(
+                    transA: true, transB: true, m: inFeatures, n: n, k: outFeatures, alpha: 1, a: weight, lda: inFeatures,
+                    b: dy, ldb: outFeatures, beta: 0, c: dx, ldc: n)
+            }
         }
     }
 }

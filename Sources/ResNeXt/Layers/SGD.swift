@@ -15,8 +15,10 @@ public struct SGD: Sendable, Equatable {
 
     @_specialize(where T == Float)
     @_specialize(where T == Double)
-    public func step<T: EngineScalar>(params: UnsafeMutablePointer<T>, grads: UnsafePointer<T>,
-                                      momentumBuffer: UnsafeMutablePointer<T>, count: Int) {
+    public func step<T: EngineScalar>(
+        params: UnsafeMutablePointer<T>, grads: UnsafePointer<T>,
+        momentumBuffer: UnsafeMutablePointer<T>, count: Int
+    ) {
         // hyperparameters rounded to the tensor's type, as PyTorch does
         let lr = T(learningRate), mu = T(momentum), wd = T(weightDecay)
         if nesterov {
@@ -39,7 +41,8 @@ public struct SGD: Sendable, Equatable {
     @_specialize(where T == Float)
     @_specialize(where T == Double)
     public func step<T: EngineScalar>(_ store: ParameterStore<T>) {
-        step(params: store.params.base, grads: store.grads.base, momentumBuffer: store.momentum.base,
-             count: store.parameterCount)
+        step(
+            params: store.params.base, grads: store.grads.base, momentumBuffer: store.momentum.base,
+            count: store.parameterCount)
     }
 }

@@ -6,8 +6,10 @@ import RealModule
 /// arg-max equals the label.
 @_specialize(where T == Float)
 @_specialize(where T == Double)
-public func softmaxCrossEntropy<T: EngineScalar>(logits: UnsafePointer<T>, labels: UnsafePointer<Int32>, n: Int, classes: Int,
-                                divisor: Int, dLogits: UnsafeMutablePointer<T>?) -> (loss: Double, correct: Int) {
+public func softmaxCrossEntropy<T: EngineScalar>(
+    logits: UnsafePointer<T>, labels: UnsafePointer<Int32>, n: Int, classes: Int,
+    divisor: Int, dLogits: UnsafeMutablePointer<T>?
+) -> (loss: Double, correct: Int) {
     var total = 0.0
     var correct = 0
     let scale = 1 / Double(divisor)

@@ -1,4 +1,3 @@
-
 /// The bottleneck block: conv1 1x1 -> bn1 -> relu -> conv2 3x3 grouped (stride here) -> bn2 -> relu
 /// -> conv3 1x1 -> bn3, plus the shortcut (identity, or 1x1 conv + BN where the width changes),
 /// then relu. Owns its saved activations, sized for the model's largest batch.
@@ -34,21 +33,25 @@ final class Bottleneck<T: EngineScalar> {
         [(conv1, h, w), (conv2, h, w), (conv3, p, q)] + (shortcutConv.map { [($0, h, w)] } ?? [])
     }
 
-    init(_ prefix: String, inChannels: Int, outChannels: Int, stride: Int, cardinality: Int, h: Int, w: Int,
-         maxBatch: Int, maxGroups: Int, layout: inout StoreLayout) {
+    init(
+        _ prefix: String, inChannels: Int, outChannels: Int, stride: Int, cardinality: Int, h: Int, w: Int,
+        maxBatch: Int, maxGroups: Int, layout: inout StoreLayout
+    ) {
         let width = cardinality * outChannels / 4
         firstParameter = layout.parameterCount
         self.inChannels = inChannels; self.outChannels = outChannels; self.width = width
         conv1 = Conv2d(prefix + ".conv1", inChannels, width, kernel: 1, layout: &layout)
         bn1 = BatchNorm(prefix + ".bn1", width, maxGroups: maxGroups, layout: &layout)
-        conv2 = Conv2d(prefix + ".conv2", width, width, kernel: 3, stride: stride, padding: 1, groups: cardinality,
-                       layout: &layout)
+        conv2 = Conv2d(
+            prefix + ".conv2", width, width, kernel: 3, stride: stride, padding: 1, groups: cardinality,
+            layout: &layout)
         bn2 = BatchNorm(prefix + ".bn2", width, maxGroups: maxGroups, layout: &layout)
         conv3 = Conv2d(prefix + ".conv3", width, outChannels, kernel: 1, layout: &layout)
         bn3 = BatchNorm(prefix + ".bn3", outChannels, maxGroups: maxGroups, layout: &layout)
         if inChannels != outChannels {
-            shortcutConv = Conv2d(prefix + ".shortcut.conv", inChannels, outChannels, kernel: 1, stride: stride,
-                                  layout: &layout)
+            shortcutConv = Conv2d(
+                prefix + ".shortcut.conv", inChannels, outChannels, kernel: 1, stride: stride,
+                layout: &layout)
             shortcutBN = BatchNorm(prefix + ".shortcut.bn", outChannels, maxGroups: maxGroups, layout: &layout)
         } else {
             precondition(stride == 1, "an identity shortcut cannot change the resolution")
@@ -76,12 +79,15 @@ final class Bottleneck<T: EngineScalar> {
     var largestActivationPerImage: Int { max(inChannels * h * w, width * h * w, outChannels * p * q) }
 
     func columnCount(n: Int) -> Int {
-        max(conv1.columnCount(n: n, h: h, w: w), conv2.columnCount(n: n, h: h, w: w),
+        max(
+            conv1.columnCount(n: n, h: h, w: w), conv2.columnCount(n: n, h: h, w: w),
             conv3.columnCount(n: n, h: p, w: q), shortcutConv?.columnCount(n: n, h: h, w: w) ?? 0)
     }
 
-    private func norm(_ bn: BatchNorm<T>, _ x: UnsafePointer<T>, _ y: UnsafeMutablePointer<T>, n: Int, hw: Int,
-                      mode: ForwardMode, relu: Bool, residual: UnsafePointer<T>? = nil) {
+    private func norm(
+        _ bn: BatchNorm<T>, _ x: UnsafePointer<T>, _ y: UnsafeMutablePointer<T>, n: Int, hw: Int,
+        mode: ForwardMode, relu: Bool, residual: UnsafePointer<T>? = nil
+    ) {
         Profile.measure(.batchNorm) {
             switch mode {
             case .training(let group): bn.forwardTraining(x: x, y: y, n: n, hw: hw, group: group, relu: relu, residual: residual)
@@ -98,8 +104,10 @@ final class Bottleneck<T: EngineScalar> {
 
     /// x (inChannels, N, h, w) -> self.y (outChannels, N, p, q). `tmp` holds one activation.
     /// bn3 also does the residual add and the block's ReLU, in its output pass.
-    func forward(x: UnsafePointer<T>, n: Int, mode: ForwardMode, col: UnsafeMutablePointer<T>,
-                 tmp: UnsafeMutablePointer<T>) {
+    func forward(
+        x: UnsafePointer<T>, n: Int, mode: ForwardMode, col: UnsafeMutablePointer<T>,
+        tmp: UnsafeMutablePointer<T>
+    ) {
         conv1.forward(x: x, y: h1.base, n: n, h: h, w: w, col: col)
         bn1Read = readsBN1 && conv2.readsNormalizedInput(h: h, w: w)
         var group: Int? = nil
@@ -130,9 +138,11 @@ final class Bottleneck<T: EngineScalar> {
     /// dy (outChannels, N, p, q) is read; dx (inChannels, N, h, w) is written. The block's ReLU
     /// is undone inside bn3's (and the shortcut BN's) backward, which mask dy by y > 0 as they
     /// read it; for an identity shortcut bn3 also writes that masked dy to dx.
-    func backward(x: UnsafePointer<T>, dy: UnsafeMutablePointer<T>, dx: UnsafeMutablePointer<T>,
-                  n: Int, group: Int, col: UnsafeMutablePointer<T>,
-                  t1: UnsafeMutablePointer<T>, t2: UnsafeMutablePointer<T>) {
+    func backward(
+        x: UnsafePointer<T>, dy: UnsafeMutablePointer<T>, dx: UnsafeMutablePointer<T>,
+        n: Int, group: Int, col: UnsafeMutablePointer<T>,
+        t1: UnsafeMutablePointer<T>, t2: UnsafeMutablePointer<T>
+    ) {
         if let shortcutConv, let shortcutBN, let s {
             Profile.measure(.batchNorm) {
                 shortcutBN.backward(x: s.base, dy: dy, dx: t2, n: n, hw: p * q, group: group, reluOutput: y.base)

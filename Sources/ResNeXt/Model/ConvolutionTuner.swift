@@ -7,15 +7,19 @@ public enum ConvolutionTuner {
     /// Median seconds of forward, backward (with the input gradient unless `inputGradient` is
     /// false) and their im2col/col2im, and the FLOPs of both, of a copy of `model` on random
     /// data (n images of h x w), for each path; the paths alternate within each repetition.
-    public static func time(_ model: Conv2d<Float>, h: Int, w: Int, n: Int, paths: [ConvolutionPath], repeats: Int,
-                            rng: inout SplitMix64, inputGradient: Bool = true)
-        -> [(forward: Double, backward: Double, lowering: Double, flops: Double)] {
+    public static func time(
+        _ model: Conv2d<Float>, h: Int, w: Int, n: Int, paths: [ConvolutionPath], repeats: Int,
+        rng: inout SplitMix64, inputGradient: Bool = true
+    )
+        -> [(forward: Double, backward: Double, lowering: Double, flops: Double)]
+    {
         let wasProfiling = Profile.enabled
         Profile.enabled = true
         defer { Profile.enabled = wasProfiling; Profile.reset() }
         var layout = StoreLayout()
-        let conv = Conv2d<Float>(model.name, model.inChannels, model.outChannels, kernel: model.kernel, stride: model.stride,
-                                 padding: model.padding, groups: model.groups, layout: &layout)
+        let conv = Conv2d<Float>(
+            model.name, model.inChannels, model.outChannels, kernel: model.kernel, stride: model.stride,
+            padding: model.padding, groups: model.groups, layout: &layout)
         let store = ParameterStore<Float>(layout)
         conv.bind(store)
         let (p, q) = conv.outputSize(h, w)
@@ -69,9 +73,11 @@ public enum ConvolutionTuner {
     /// that every process makes the same choice; the vector has the same length everywhere),
     /// and sets each layer's path to the one `pick` keeps. Call it before the first step.
     /// `measure` replaces the timing (seconds of each path of a layer at h x w), for tests.
-    public static func tune(_ net: ResNeXt<Float>, n: Int, repeats: Int = 3, margin: Double = 0.05, seed: UInt64 = 1,
-                            agree: (inout [Double]) -> Void = { _ in },
-                            measure: ((Conv2d<Float>, Int, Int, [ConvolutionPath]) -> [Double])? = nil) -> [Choice] {
+    public static func tune(
+        _ net: ResNeXt<Float>, n: Int, repeats: Int = 3, margin: Double = 0.05, seed: UInt64 = 1,
+        agree: (inout [Double]) -> Void = { _ in },
+        measure: ((Conv2d<Float>, Int, Int, [ConvolutionPath]) -> [Double])? = nil
+    ) -> [Choice] {
         let groups = net.distinctConvolutions
         var rng = SplitMix64(seed: seed &+ 11)
         var candidates: [[ConvolutionPath]] = [], seconds: [Double] = []
@@ -106,15 +112,22 @@ public enum ConvolutionTuner {
     /// The report of a tuning that took `seconds`: a line, then a table with one row per shape,
     /// each path's milliseconds and the one kept.
     public static func report(_ choices: [Choice], processes: Int, seconds: Double) -> String {
-        var lines = [String(format: "--tune-convolutions: %.1f s before the first step; the paths kept:", seconds),
-                     "| layer (and those of the same shape) | C -> K, groups, stride, input, kernel | layers | ms forward + backward, each path tried (per process) | kept |",
-                     "|---|---|---:|---|---|"]
+        var lines = [
+            String(format: "--tune-convolutions: %.1f s before the first step; the paths kept:", seconds),
+            "| layer (and those of the same shape) | C -> K, groups, stride, input, kernel | layers | ms forward + backward, each path tried (per process) | kept |",
+            "|---|---|---:|---|---|",
+        ]
         for c in choices {
             let conv = c.layers[0]
-            let tried = c.paths.count == 1 ? "only \(c.paths[0])" : zip(c.paths, c.seconds).map {
-                "\($0.0) \(String(format: "%.2f", $0.1 * 1000 / Double(processes)))"
-            }.joined(separator: ", ")
-            lines.append("| \(conv.name) | \(conv.inChannels) -> \(conv.outChannels), \(conv.groups), \(conv.stride), \(c.h)x\(c.w), \(conv.kernel)x\(conv.kernel) | \(c.layers.count) | \(tried) | \(c.path) |")
+            let tried =
+                c.paths.count == 1
+                ? "only \(c.paths[0])"
+                : zip(c.paths, c.seconds).map {
+                    "\($0.0) \(String(format: "%.2f", $0.1 * 1000 / Double(processes)))"
+                }.joined(separator: ", ")
+            lines.append(
+                "| \(conv.name) | \(conv.inChannels) -> \(conv.outChannels), \(conv.groups), \(conv.stride), \(c.h)x\(c.w), \(conv.kernel)x\(conv.kernel) | \(c.layers.count) | \(tried) | \(c.path) |"
+            )
         }
         return lines.joined(separator: "\n")
     }
@@ -128,7 +141,9 @@ extension ResNeXt {
         var groups: [(layers: [Conv2d<T>], h: Int, w: Int, stem: Bool)] = [], index: [[Int]: Int] = [:]
         for (i, (conv, h, w)) in convolutionInputs.enumerated() {
             let key = [conv.inChannels, conv.outChannels, conv.kernel, conv.groups, conv.stride, conv.padding, h, w, i == 0 ? 1 : 0]
-            if let g = index[key] { groups[g].layers.append(conv) } else {
+            if let g = index[key] {
+                groups[g].layers.append(conv)
+            } else {
                 index[key] = groups.count
                 groups.append(([conv], h, w, i == 0))
             }
@@ -153,7 +168,9 @@ extension ResNeXt where T == Float {
         for item in text.split(separator: ";") {
             let parts = item.split(separator: "=", maxSplits: 1).map(String.init)
             guard parts.count == 2, byName[parts[0]] != nil, let path = ConvolutionPath(name: parts[1]) else {
-                throw ResNeXtError("convolution path '\(item)': expected layer=path with one of this model's convolutions and a path among \(ConvolutionPath.named.map(\.name).joined(separator: ", "))")
+                throw ResNeXtError(
+                    "convolution path '\(item)': expected layer=path with one of this model's convolutions and a path among \(ConvolutionPath.named.map(\.name).joined(separator: ", "))"
+                )
             }
             paths[parts[0]] = path
         }

@@ -1,4 +1,3 @@
-
 /// ResNeXt for CIFAR (hysts/pytorch_resnext): 3x3 stem conv + BN + ReLU, three stages of
 /// bottleneck blocks, global average pooling, linear. All state lives in `store` under PyTorch's
 /// `state_dict` names; all activations and workspaces are allocated here, once, for `maxBatch`
@@ -16,11 +15,11 @@ public final class ResNeXt<T: EngineScalar> {
     let fc: Linear<T>
 
     // activations and workspaces, channel-major
-    let input: Buffer<T>      // (3, N, 32, 32)
-    let h0, a0: Buffer<T>     // stem conv output, stem BN+ReLU output (base, N, 32, 32)
-    let features: Buffer<T>   // pooled (C, N)
+    let input: Buffer<T>  // (3, N, 32, 32)
+    let h0, a0: Buffer<T>  // stem conv output, stem BN+ReLU output (base, N, 32, 32)
+    let features: Buffer<T>  // pooled (C, N)
     let dFeatures: Buffer<T>  // (C, N)
-    public let logits: Buffer<T>   // (N, classes), row-major as PyTorch
+    public let logits: Buffer<T>  // (N, classes), row-major as PyTorch
     public let dLogits: Buffer<T>  // (N, classes)
     let col, tmp, gradA, gradB, t1, t2: Buffer<T>
 
@@ -38,9 +37,10 @@ public final class ResNeXt<T: EngineScalar> {
         for stage in 1...3 {
             for i in 0..<config.blocksPerStage {
                 let stride = (stage > 1 && i == 0) ? 2 : 1
-                let block = Bottleneck<T>("stage\(stage).block\(i + 1)", inChannels: cin, outChannels: widths[stage],
-                                       stride: stride, cardinality: config.cardinality, h: hw, w: hw,
-                                       maxBatch: maxBatch, maxGroups: maxBatch, layout: &layout)
+                let block = Bottleneck<T>(
+                    "stage\(stage).block\(i + 1)", inChannels: cin, outChannels: widths[stage],
+                    stride: stride, cardinality: config.cardinality, h: hw, w: hw,
+                    maxBatch: maxBatch, maxGroups: maxBatch, layout: &layout)
                 blocks.append(block)
                 cin = widths[stage]; hw = block.p
             }
@@ -172,8 +172,9 @@ public final class ResNeXt<T: EngineScalar> {
     @_specialize(where T == Double)
     public func loss(labels: UnsafePointer<Int32>, n: Int, divisor: Int? = nil) -> (loss: Double, correct: Int) {
         Profile.measure(.loss) {
-            softmaxCrossEntropy(logits: logits.base, labels: labels, n: n, classes: config.numClasses,
-                                divisor: divisor ?? n, dLogits: dLogits.base)
+            softmaxCrossEntropy(
+                logits: logits.base, labels: labels, n: n, classes: config.numClasses,
+                divisor: divisor ?? n, dLogits: dLogits.base)
         }
     }
 
@@ -210,9 +211,11 @@ public final class ResNeXt<T: EngineScalar> {
     @_specialize(where T == Float)
     @_specialize(where T == Double)
     @discardableResult
-    public func trainStep(images: UnsafePointer<T>, labels: UnsafePointer<Int32>, n: Int, bnGroup: Int,
-                          optimizer: SGD, globalBatch: Int? = nil, beforeUpdate: () -> Void = {},
-                          gradientsReady: ((Int) -> Void)? = nil) -> (loss: Double, correct: Int) {
+    public func trainStep(
+        images: UnsafePointer<T>, labels: UnsafePointer<Int32>, n: Int, bnGroup: Int,
+        optimizer: SGD, globalBatch: Int? = nil, beforeUpdate: () -> Void = {},
+        gradientsReady: ((Int) -> Void)? = nil
+    ) -> (loss: Double, correct: Int) {
         let batch = globalBatch ?? n
         Profile.measure(.optimizer) { store.grads.zero() }
         forward(images, n: n, mode: .training(bnGroup: bnGroup))

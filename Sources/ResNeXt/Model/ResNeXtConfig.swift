@@ -26,7 +26,9 @@ public struct ResNeXtConfig: Codable, Equatable, Sendable, CustomStringConvertib
         guard baseChannels >= 1 else { throw ResNeXtError("--base-channels must be at least 1 (got \(baseChannels))") }
         guard numClasses >= 2 else { throw ResNeXtError("number of classes must be at least 2 (got \(numClasses))") }
         for out in widths.dropFirst() where (cardinality * out) % 4 != 0 || ((cardinality * out) / 4) % cardinality != 0 {
-            throw ResNeXtError("bottleneck width \(cardinality)*\(out)/4 is not divisible by the cardinality \(cardinality): choose --base-channels and --cardinality so that it is")
+            throw ResNeXtError(
+                "bottleneck width \(cardinality)*\(out)/4 is not divisible by the cardinality \(cardinality): choose --base-channels and --cardinality so that it is"
+            )
         }
     }
 }

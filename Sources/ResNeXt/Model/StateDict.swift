@@ -3,8 +3,10 @@ import Foundation
 extension ResNeXt {
     /// Metadata recorded in our files so that `eval` can rebuild the model without options.
     public var stateMetadata: [String: String] {
-        ["format": "pt", "depth": "\(config.depth)", "cardinality": "\(config.cardinality)",
-         "base_channels": "\(config.baseChannels)", "num_classes": "\(config.numClasses)"]
+        [
+            "format": "pt", "depth": "\(config.depth)", "cardinality": "\(config.cardinality)",
+            "base_channels": "\(config.baseChannels)", "num_classes": "\(config.numClasses)",
+        ]
     }
 
     /// The whole `state_dict`, in PyTorch's order: F32 tensors, I64 `num_batches_tracked`.
@@ -14,8 +16,9 @@ extension ResNeXt {
             case .counter:
                 return SafeTensor(name: e.name, shape: e.shape, int64s: [store.counters[e.offset]])
             case .parameter, .statistic:
-                return SafeTensor(name: e.name, shape: e.shape,
-                                  values: UnsafeBufferPointer(start: store.pointer(e), count: e.count))
+                return SafeTensor(
+                    name: e.name, shape: e.shape,
+                    values: UnsafeBufferPointer(start: store.pointer(e), count: e.count))
             }
         }
     }
@@ -49,7 +52,8 @@ extension ResNeXt {
             let known = Set(store.entries.map { prefix + $0.name })
             let extra = file.names.filter { $0.hasPrefix(prefix) && !known.contains($0) }
             if let first = extra.first {
-                throw ResNeXtError("\(file.path): unexpected tensor '\(first)' (\(extra.count) not in \(config)): is the file for another model shape?")
+                throw ResNeXtError(
+                    "\(file.path): unexpected tensor '\(first)' (\(extra.count) not in \(config)): is the file for another model shape?")
             }
         }
     }
@@ -57,8 +61,10 @@ extension ResNeXt {
     /// The model shape recorded in a file's metadata, if any.
     public static func recordedConfig(_ file: SafeTensorsFile) -> ResNeXtConfig? {
         guard let d = file.metadata["depth"].flatMap(Int.init), let c = file.metadata["cardinality"].flatMap(Int.init),
-              let b = file.metadata["base_channels"].flatMap(Int.init) else { return nil }
-        return ResNeXtConfig(depth: d, cardinality: c, baseChannels: b,
-                             numClasses: file.metadata["num_classes"].flatMap(Int.init) ?? 10)
+            let b = file.metadata["base_channels"].flatMap(Int.init)
+        else { return nil }
+        return ResNeXtConfig(
+            depth: d, cardinality: c, baseChannels: b,
+            numClasses: file.metadata["num_classes"].flatMap(Int.init) ?? 10)
     }
 }
