@@ -76,7 +76,7 @@ for sec in "$@"; do
     alt64) for a in direct3x3 pointwise; do ours 8 29,8,64 128 2 --alternate "$a"; done ;;
     layers16) full layers16 1 "" $M16 --batch-size 16 --steps 2 --layers ;;
     layers64) FULL_TIMEOUT=150 full layers64 1 "" $M64 --batch-size 16 --steps 1 --layers ;;
-    blas64) full blas64 8 "RESNEXT_DIRECT3X3=0 RESNEXT_POINTWISE=0" $M64 --batch-size 128 --steps 2 --profile ;;
+    blas64) full blas64 8 "" $M64 --batch-size 128 --steps 2 --profile --path openblas ;;
     prof64) full prof64 8 "" $M64 --batch-size 128 --steps 2 --profile ;;
     tune16) full tune16 8 "" $M16 --batch-size 128 --steps 4 --tune-convolutions ;;
     tune16x16) full tune16x16 16 "" $M16 --batch-size 128 --bn-group 8 --steps 4 --tune-convolutions ;;

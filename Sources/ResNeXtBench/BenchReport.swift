@@ -15,6 +15,8 @@ public struct BenchReport: Encodable {
     public var gflops, sgemmGflopsPerProcess, stepShareOfSgemm: Double
     public var sgemmSamples: Int
     public var sgemmMin, sgemmMax, stepShareOfAdjacentSgemm, peakMibPerProcess: Double
+    /// With --path: every convolution's path (`ResNeXt.convolutionPaths`).
+    public var paths: String? = nil
     /// With --tune-convolutions (or --alternate tuned).
     public var tunedPaths: String? = nil, tuningS: Double? = nil
     /// With --alternate.

@@ -44,6 +44,11 @@ struct Bench: ParsableCommand {
             "Time the steps with one of the engine's paths off and on in turn (off, on, on, off, off, ...; --steps each, after a warm-up step of each), in the same process, so that the machine's drift falls on both; print each setting's median. tuned: the default paths against those --tune-convolutions keeps.",
             valueName: Alternation.allCases.map(\.rawValue).joined(separator: "|")))
     var alternate: Alternation?
+    @Option(
+        help: ArgumentHelp(
+            "Run every convolution on this path instead of the rules (openblas: every product through OpenBLAS).",
+            valueName: ConvolutionPath.named.map(\.name).joined(separator: "|")))
+    var path: String?
     @Flag(
         name: .customLong("tune-convolutions"),
         help:
@@ -67,6 +72,15 @@ struct Bench: ParsableCommand {
             )
         }
         if layers && alternate != nil { throw ValidationError("--layers and --alternate exclude each other") }
+        if let path {
+            guard ConvolutionPath(name: path) != nil else {
+                throw ValidationError("--path \(path): expected one of \(ConvolutionPath.named.map(\.name).joined(separator: ", "))")
+            }
+            if tuneConvolutions || alternate == .tuned || layers {
+                throw ValidationError(
+                    "--path sets every layer's path, which --tune-convolutions, --alternate tuned and --layers choose or compare; use one of them")
+            }
+        }
         do { try config.validate() } catch { throw ValidationError("\(error)") }
     }
 
@@ -90,6 +104,9 @@ struct Bench: ParsableCommand {
         let net: ResNeXt<Float>
         do { net = try ResNeXt<Float>(config, maxBatch: perRank) } catch { throw ValidationError("\(error)") }
         net.initialize(seed: seed)
+        if let path = path.flatMap(ConvolutionPath.init(name:)) {
+            for (conv, _, _) in net.convolutionInputs { conv.path = path }
+        }
         var tuning: (choices: [ConvolutionTuner.Choice], seconds: Double)? = nil
         if tuneConvolutions || alternate == .tuned {
             let t0 = Profile.now()
@@ -119,6 +136,7 @@ struct Bench: ParsableCommand {
                 allreduceMs: t.medianCommunication * 1000, bucketMb: bucketMB, buckets: t.buckets, simulatedGbps: simulateNetwork,
                 gflops: gflops, sgemmGflopsPerProcess: sgemm, stepShareOfSgemm: share, sgemmSamples: t.sgemm.count,
                 sgemmMin: t.sgemm.min()!, sgemmMax: t.sgemm.max()!, stepShareOfAdjacentSgemm: adjacentShare, peakMibPerProcess: peak)
+            if path != nil { report.paths = net.convolutionPaths }
             if let tuning { report.addTuning(paths: net.convolutionPaths, seconds: tuning.seconds) }
             if let alternate {
                 report.addAlternation(alternate.rawValue, off: off[off.count / 2], on: on[on.count / 2], pairMedian: pairs[pairs.count / 2])
@@ -157,6 +175,7 @@ struct Bench: ParsableCommand {
                     "SGEMM 1024x1024x1024 between the steps: %.1f GFLOP/s per process (median of %d, %.1f-%.1f); the step runs at %.0f %% of it (each step against the SGEMM right after it: median %.0f %%, %.0f-%.0f %%)",
                 t.medianSGEMM, t.sgemm.count, t.sgemm.min()!, t.sgemm.max()!, 100 * share,
                 100 * adjacentShares[adjacentShares.count / 2], 100 * adjacentShares.first!, 100 * adjacentShares.last!))
+        if let path { print("--path \(path): every convolution on that path") }
         print(Startup.blasKernelsLine)
         if !tuneConvolutions && alternate == nil && !layers, let hint = untunedAVX512Hint { print(hint) }
         if let tuning { print(ConvolutionTuner.report(tuning.choices, processes: comm.size, seconds: tuning.seconds)) }

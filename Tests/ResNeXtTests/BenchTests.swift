@@ -180,4 +180,24 @@ import Testing
         #expect(two.status != 0)
         #expect(two.output.contains("error: --layers times single layers; run it in one process, without mpirun"), "\(two.output)")
     }
+
+    /// `bench --path openblas` runs every convolution through OpenBLAS (the JSON names each
+    /// layer's path); an unknown path, or one with --tune-convolutions, is refused in one line.
+    @Test func benchTakesOnePathForEveryLayer() throws {
+        let args = ["bench"] + MPITests.tiny + ["--batch-size", "16", "--bn-group", "16", "--steps", "1"]
+        let r = try CLI.run(args + ["--path", "openblas", "--json"])
+        #expect(r.status == 0, "\(r.output)")
+        let report = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any]
+        let paths = (report?["paths"] as? String)?.split(separator: ";") ?? []
+        // depth 11: the stem, 3 blocks of 3 convolutions, 3 projection shortcuts
+        #expect(paths.count == 13 && paths.allSatisfy { $0.hasSuffix("=openblas") }, "\(r.stdout)")
+        let text = try CLI.run(args + ["--path", "openblas"])
+        #expect(text.status == 0 && text.stdout.contains("--path openblas: every convolution on that path"), "\(text.output)")
+        let bad = try CLI.run(args + ["--path", "fast"])
+        #expect(
+            bad.status != 0 && bad.stderr.contains("--path fast: expected one of default, openblas, pointwise, direct, direct-weights"),
+            "\(bad.output)")
+        let both = try CLI.run(args + ["--path", "openblas", "--tune-convolutions"])
+        #expect(both.status != 0 && both.stderr.contains("--path sets every layer's path"), "\(both.output)")
+    }
 }
