@@ -1,5 +1,7 @@
 import Foundation
 import ResNeXt
+import ResNeXtBench
+import ResNeXtMPI
 import ResNeXtTrain
 import Testing
 
@@ -27,13 +29,16 @@ final class RecordingCommunicator: Communicator {
 @Suite struct BucketTests {
     /// Buckets tile the gradient buffer from its end to its start, each at least the bucket size
     /// (but the last), and each is started only when its gradients are final: what the
-    /// communicator saw at start equals the gradients after the whole backward pass.
-    @Test(arguments: [0, 300, 5_000, 1 << 30]) func bucketsTileTheGradientsAndStartWhenFinal(bucketFloats: Int) throws {
+    /// communicator saw at start equals the gradients after the whole backward pass. Through
+    /// bench's `SimulatedLink` (at a rate that adds no wait) the communicator sees the same.
+    @Test(arguments: [0, 300, 5_000, 1 << 30], [false, true])
+    func bucketsTileTheGradientsAndStartWhenFinal(bucketFloats: Int, simulatedLink: Bool) throws {
         let net = try ResNeXt<Float>(ResNeXtConfig(depth: 11, cardinality: 2, baseChannels: 4), maxBatch: 4)
         net.initialize(seed: 5)
         let comm = RecordingCommunicator()
         comm.base = net.store.grads.base
-        let reducer = GradientReducer(comm: comm, store: net.store, bucketFloats: bucketFloats)
+        let link: Communicator = simulatedLink ? SimulatedLink(comm, bytesPerSecond: 1e15) : comm
+        let reducer = GradientReducer(comm: link, store: net.store, bucketFloats: bucketFloats)
         var rng = SplitMix64(seed: 9)
         let images = (0..<(4 * 3 * 32 * 32)).map { _ in Float(rng.nextNormal()) }
         let labels: [Int32] = [1, 7, 3, 0]
@@ -61,5 +66,12 @@ final class RecordingCommunicator: Communicator {
             if bucketFloats == 300 { #expect(comm.started.count > 3) }
         }
         #expect(comm.waits == 2)
+    }
+
+    /// Started without a launcher, a process is a group of one and does not initialise MPI.
+    @Test func withoutALauncherAProcessIsAGroupOfOne() {
+        #expect(!launchedAsRank)
+        let comm = makeCommunicator()
+        #expect(comm is SingleProcess && comm.rank == 0 && comm.size == 1)
     }
 }
