@@ -21,6 +21,7 @@ public enum LayerTable {
     ) -> String {
         let paths: [(name: String, path: ConvolutionPath)] = [
             ("im2col + GEMM", .openBLAS), ("default", .rules), ("direct, weight gradient too", .directWeights),
+            ("winograd F(2x2,3x3)", .winogradKernel),
         ]
         var lines = [
             "| layer | C -> K, groups, stride, input, kernel | path | forward ms | backward ms | of which im2col/col2im ms | GFLOP/s |",

@@ -36,7 +36,7 @@ struct Bench: ParsableCommand {
     var profile = false
     @Flag(
         help:
-            "Then time each distinct grouped 3x3 convolution of the model, forward and backward, three ways: im2col + GEMM, the default (the direct kernel where it applies), and direct including the weight gradient; then every distinct convolution on the default path, and their sum per step against SGEMM (the ceiling the convolutions put on the step). One process only."
+            "Then time each distinct grouped 3x3 convolution of the model, forward and backward, four ways: im2col + GEMM, the default (the direct kernel where it applies), direct including the weight gradient, and Winograd F(2x2,3x3) where it applies; then every distinct convolution on the default path, and their sum per step against SGEMM (the ceiling the convolutions put on the step). One process only."
     )
     var layers = false
     @Option(

@@ -107,7 +107,7 @@ import Testing
             "\(alternating.stdout)")
     }
 
-    /// `bench --layers` times each distinct grouped 3x3 convolution three ways (depth 11: one per
+    /// `bench --layers` times each distinct grouped 3x3 convolution four ways (depth 11: one per
     /// stage, 3 shapes), in one process; under mpirun it refuses in one line.
     @Test func benchLayers() throws {
         let args = ["bench"] + MPITests.tiny + ["--batch-size", "8", "--bn-group", "4", "--steps", "1", "--layers"]
@@ -115,11 +115,11 @@ import Testing
         #expect(one.status == 0, "\(one.output)")
         let tables = one.stdout.components(separatedBy: "\n\n")
         #expect(tables.count == 3, "\(one.stdout)")
-        // the paths of each grouped 3x3 shape (3) and of each 1x1 stride-1 shape (OpenBLAS, ours)
+        // the paths of each grouped 3x3 shape (4) and of each 1x1 stride-1 shape (OpenBLAS, ours)
         let rows = tables[0].split(separator: "\n").filter { $0.hasPrefix("| stage") }
         let grouped = rows.filter { $0.contains("3x3 |") }, pointwise = rows.filter { $0.contains("1x1 |") }
-        #expect(grouped.count == 9 && rows.count == grouped.count + pointwise.count, "\(one.stdout)")
-        #expect(Set(grouped.map { $0.split(separator: "|")[2] }).count == 3, "\(one.stdout)")
+        #expect(grouped.count == 12 && rows.count == grouped.count + pointwise.count, "\(one.stdout)")
+        #expect(Set(grouped.map { $0.split(separator: "|")[2] }).count == 4, "\(one.stdout)")
         let pointwiseShapes = Set(pointwise.map { $0.split(separator: "|")[1] })
         #expect(!pointwiseShapes.isEmpty && pointwise.count == 2 * pointwiseShapes.count, "\(one.stdout)")
         #expect(pointwise.filter { $0.contains("| OpenBLAS GEMM |") }.count == pointwiseShapes.count, "\(one.stdout)")

@@ -10,14 +10,15 @@ import Testing
     /// BN (training groups or running statistics) with ReLU, then the convolution: once from the
     /// stored output, once reading it from the BN's input. y, dx and dW must agree bitwise.
     @Test(arguments: [
-        // stride, groups, h, w, direct 3x3, direct weight gradient
-        (1, 2, 16, 16, true, true),  // direct forward and weight gradient (29-4x16d, stage 1)
-        (1, 2, 8, 8, true, false),  // direct forward, row-lowered weight gradient (stage 3)
-        (1, 1, 16, 16, false, false),  // rows for both
-        (2, 2, 32, 32, false, false),  // stride 2 on rows, 16 output columns (stage 2's first block)
-        (2, 2, 16, 16, false, false),  // ... 8 output columns (stage 3's)
-    ]) func convolutionReadsTheNormalizedInput(shape: (Int, Int, Int, Int, Bool, Bool)) throws {
-        let (stride, groups, h, w, direct, directWeights) = shape
+        // stride, groups, h, w, direct 3x3, direct weight gradient, Winograd
+        (1, 2, 16, 16, true, true, false),  // direct forward and weight gradient (29-4x16d, stage 1)
+        (1, 2, 8, 8, true, false, false),  // direct forward, row-lowered weight gradient (stage 3)
+        (1, 1, 16, 16, false, false, false),  // rows for both
+        (2, 2, 32, 32, false, false, false),  // stride 2 on rows, 16 output columns (stage 2's first block)
+        (2, 2, 16, 16, false, false, false),  // ... 8 output columns (stage 3's)
+        (1, 2, 16, 16, true, true, true),  // Winograd forward (its input transform reads through the norm)
+    ]) func convolutionReadsTheNormalizedInput(shape: (Int, Int, Int, Int, Bool, Bool, Bool)) throws {
+        let (stride, groups, h, w, direct, directWeights, winograd) = shape
         let (c, n, group) = (8, 4, 2)
         setBLASThreads(1)  // OpenBLAS's result depends on its thread count
         var layout = StoreLayout()
@@ -28,6 +29,7 @@ import Testing
         conv.bind(store)
         conv.path.direct3x3 = direct
         conv.path.directWeightGradient = directWeights
+        conv.path.winograd = winograd
         #expect(conv.readsNormalizedInput(h: h, w: w), "\(shape)")
         // weights, BN weight around 1 and bias around 0 (parameter order: bn.weight, bn.bias, conv.weight)
         let params = randomArray(store.params.count, seed: 3, scale: 0.5)

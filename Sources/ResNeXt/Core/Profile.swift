@@ -25,7 +25,14 @@ public enum WorkKind: Int, CaseIterable, Sendable {
 /// costs one branch per call site. Single-threaded use (one engine per process).
 public enum Profile {
     nonisolated(unsafe) public static var enabled = false
-    nonisolated(unsafe) public static var seconds = [Double](repeating: 0, count: WorkKind.allCases.count)
+    /// Seconds per `WorkKind`, by raw value: a buffer allocated once, not an array, so that adding
+    /// to it never copies (an array shared for a moment with a reader would, and allocate in the
+    /// middle of a step).
+    nonisolated(unsafe) public static let seconds: UnsafeMutablePointer<Double> = {
+        let p = UnsafeMutablePointer<Double>.allocate(capacity: WorkKind.allCases.count)
+        p.initialize(repeating: 0, count: WorkKind.allCases.count)
+        return p
+    }()
     /// Whether `layerSeconds` is kept too (with `enabled`): `bench --layers`, one model per process.
     nonisolated(unsafe) public static var byLayer = false
     /// Wall time of each convolution layer's forward and backward passes, by layer name.
@@ -46,7 +53,7 @@ public enum Profile {
     }
 
     public static func reset() {
-        for i in seconds.indices { seconds[i] = 0 }
+        seconds.update(repeating: 0, count: WorkKind.allCases.count)
         layerSeconds.removeAll(keepingCapacity: true)
     }
 }

@@ -98,6 +98,14 @@ public final class Conv2d<T: EngineScalar> {
         let started = Profile.enabled ? Profile.now() : 0
         defer { if Profile.enabled && Profile.byLayer { Profile.layerSeconds[name, default: 0] += Profile.now() - started } }
         let chunk = imagesPerChunk(n: n, h: h, w: w), lowering = self.lowering(n: n, h: h, w: w)
+        if usesWinograd(h: h, w: w) {
+            Profile.measure(.gemm) {
+                Winograd.run(
+                    x: floats(x), weights: floats(weight), y: mutableFloats(y), cin: cg, kout: kg, groups: groups,
+                    n: n, h: h, w: w, accumulate: false, scratch: mutableFloats(col), normalize: normalize)
+            }
+            return
+        }
         if usesDirect(h: h, w: w) {
             Profile.measure(.gemm) {
                 Direct3x3.run(
@@ -158,7 +166,8 @@ public final class Conv2d<T: EngineScalar> {
         defer { if Profile.enabled && Profile.byLayer { Profile.layerSeconds[name, default: 0] += Profile.now() - started } }
         let chunk = imagesPerChunk(n: n, h: h, w: w), lowering = self.lowering(n: n, h: h, w: w)
         let asConvolution = backwardAsConvolution && dx != nil
-        let direct = asConvolution && usesDirect(h: h, w: w)
+        let winograd = asConvolution && usesWinograd(h: h, w: w)
+        let direct = asConvolution && (usesDirect(h: h, w: w) || winograd)
         let directWeights = usesDirectWeightGradient(h: h, w: w)
         let flipped = col + scratchCount(n: n, h: h, w: w)
         if asConvolution { Profile.measure(.im2col) { flipWeights(into: flipped) } }
@@ -250,9 +259,15 @@ public final class Conv2d<T: EngineScalar> {
         if direct, let dx {
             // dx (+)= conv(dy, flipped weights): the flipped (Cg, Kg, 3, 3) weights of each group
             Profile.measure(.gemm) {
-                Direct3x3.run(
-                    x: floats(dy), weights: floats(flipped), y: mutableFloats(dx), cin: kg, kout: cg, groups: groups,
-                    n: n, h: h, w: w, accumulate: accumulate, scratch: mutableFloats(col))
+                if winograd {
+                    Winograd.run(
+                        x: floats(dy), weights: floats(flipped), y: mutableFloats(dx), cin: kg, kout: cg, groups: groups,
+                        n: n, h: h, w: w, accumulate: accumulate, scratch: mutableFloats(col))
+                } else {
+                    Direct3x3.run(
+                        x: floats(dy), weights: floats(flipped), y: mutableFloats(dx), cin: kg, kout: cg, groups: groups,
+                        n: n, h: h, w: w, accumulate: accumulate, scratch: mutableFloats(col))
+                }
             }
         }
     }

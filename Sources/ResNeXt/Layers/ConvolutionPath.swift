@@ -9,12 +9,18 @@ public struct ConvolutionPath: Hashable, Sendable, CustomStringConvertible {
     public var pointwise: Bool?
     /// `RowLowering` for the im2col of float32 3x3 layers (the same values as the general copy).
     public var rowLowering: Bool?
+    /// `Winograd` F(2x2, 3x3) for the forward and input gradient of float32 3x3 stride-1 layers
+    /// (off unless set; the weight gradient follows the other settings).
+    public var winograd: Bool?
 
-    public init(direct3x3: Bool? = nil, directWeightGradient: Bool? = nil, pointwise: Bool? = nil, rowLowering: Bool? = nil) {
+    public init(
+        direct3x3: Bool? = nil, directWeightGradient: Bool? = nil, pointwise: Bool? = nil, rowLowering: Bool? = nil, winograd: Bool? = nil
+    ) {
         self.direct3x3 = direct3x3
         self.directWeightGradient = directWeightGradient
         self.pointwise = pointwise
         self.rowLowering = rowLowering
+        self.winograd = winograd
     }
 
     /// The engine's rules (named "default"): every kernel of its own where it applies.
@@ -27,12 +33,14 @@ public struct ConvolutionPath: Hashable, Sendable, CustomStringConvertible {
     public static let direct = ConvolutionPath(direct3x3: true, directWeightGradient: false, pointwise: true)
     /// `Direct3x3` for the weight gradient too.
     public static let directWeights = ConvolutionPath(direct3x3: true, directWeightGradient: true, pointwise: true)
+    /// `Winograd` forward and input gradient; the weight gradient as the rules have it.
+    public static let winogradKernel = ConvolutionPath(pointwise: true, winograd: true)
 
     /// The paths by the names that logs, `bench --tune-convolutions` and checkpoints use; the
     /// order is the order in which the tuner tries them.
     public static let named: [(name: String, path: ConvolutionPath)] = [
         ("default", .rules), ("openblas", .openBLAS), ("pointwise", .pointwiseKernel), ("direct", .direct),
-        ("direct-weights", .directWeights),
+        ("direct-weights", .directWeights), ("winograd", .winogradKernel),
     ]
 
     public init?(name: String) {
@@ -42,7 +50,9 @@ public struct ConvolutionPath: Hashable, Sendable, CustomStringConvertible {
 
     public var description: String {
         if let name = Self.named.first(where: { $0.path == self })?.name { return name }
-        let fields = [("direct3x3", direct3x3), ("weights", directWeightGradient), ("pointwise", pointwise), ("rows", rowLowering)]
+        let fields = [
+            ("direct3x3", direct3x3), ("weights", directWeightGradient), ("pointwise", pointwise), ("rows", rowLowering), ("winograd", winograd),
+        ]
         return fields.map { "\($0.0)=\($0.1.map(String.init) ?? "nil")" }.joined(separator: ",")
     }
 }
@@ -71,6 +81,14 @@ extension Conv2d {
         let cg = inChannels / groups, kg = outChannels / groups
         return (path.direct3x3 ?? true) && T.self == Float.self && kernel == 3 && stride == 1 && padding == 1
             && Direct3x3.applies(cin: cg, kout: kg, h: h, w: w) && Direct3x3.applies(cin: kg, kout: cg, h: h, w: w)
+    }
+
+    /// True when this float32 3x3 stride-1 "same" convolution runs its forward and input gradient
+    /// through `Winograd` at planes of h x w.
+    func usesWinograd(h: Int, w: Int) -> Bool {
+        let cg = inChannels / groups, kg = outChannels / groups
+        return (path.winograd ?? false) && T.self == Float.self && kernel == 3 && stride == 1 && padding == 1
+            && Winograd.applies(cin: cg, kout: kg, h: h, w: w) && Winograd.applies(cin: kg, kout: cg, h: h, w: w)
     }
 
     /// True when the weight gradient of this layer at planes of h x w runs through `Direct3x3`.
@@ -102,7 +120,9 @@ extension Conv2d {
     /// column gradient). Two paths with the same kernels run the same code.
     func kernels(h: Int, w: Int) -> [Bool] {
         let pointwise = (path.pointwise ?? true) && T.self == Float.self && (isPointwise || !backwardAsConvolution)
-        return [usesDirect(h: h, w: w), usesDirectWeightGradient(h: h, w: w), pointwise && !usesDirect(h: h, w: w)]
+        return [
+            usesDirect(h: h, w: w), usesDirectWeightGradient(h: h, w: w), pointwise && !usesDirect(h: h, w: w), usesWinograd(h: h, w: w),
+        ]
     }
 
     /// The lowering (im2col, col2im) of n images of h x w on this layer's path.

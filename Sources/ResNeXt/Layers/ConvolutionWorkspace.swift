@@ -51,6 +51,13 @@ extension Conv2d {
             ? max(
                 Direct3x3.scratchCount(cin: max(inChannels, outChannels) / groups, h: h, w: w),
                 Direct3x3.weightGradientScratchCount(cin: inChannels / groups, n: n, h: h, w: w)) : 0
-        return max(columns, direct)
+        let cg = inChannels / groups, kg = outChannels / groups
+        let winograd =
+            T.self == Float.self && kernel == 3 && stride == 1 && Winograd.applies(cin: cg, kout: kg, h: h, w: w)
+                && Winograd.applies(cin: kg, kout: cg, h: h, w: w)
+            ? max(
+                Winograd.scratchCount(cin: cg, kout: kg, groups: groups, h: h, w: w),
+                Winograd.scratchCount(cin: kg, kout: cg, groups: groups, h: h, w: w)) : 0
+        return max(columns, direct, winograd)
     }
 }
