@@ -10,7 +10,8 @@ public struct ConvolutionPath: Hashable, Sendable, CustomStringConvertible {
     /// `RowLowering` for the im2col of float32 3x3 layers (the same values as the general copy).
     public var rowLowering: Bool?
     /// `Winograd` F(2x2, 3x3) for the forward and input gradient of float32 3x3 stride-1 layers
-    /// (off unless set; the weight gradient follows the other settings).
+    /// (nil: where both groups' widths are 32 or more; the weight gradient follows the other
+    /// settings).
     public var winograd: Bool?
 
     public init(
@@ -23,24 +24,27 @@ public struct ConvolutionPath: Hashable, Sendable, CustomStringConvertible {
         self.winograd = winograd
     }
 
-    /// The engine's rules (named "default"): every kernel of its own where it applies.
+    /// The engine's rules (named "default"): every kernel of its own where it applies, Winograd
+    /// where both groups' widths are 32 or more (at 16 the direct kernel was faster).
     public static let rules = ConvolutionPath()
     /// Every product through OpenBLAS (3x3 layers through im2col).
-    public static let openBLAS = ConvolutionPath(direct3x3: false, pointwise: false)
+    public static let openBLAS = ConvolutionPath(direct3x3: false, pointwise: false, winograd: false)
     /// OpenBLAS, but `Pointwise` for 1x1 layers and for the column gradient of lowered 3x3 ones.
-    public static let pointwiseKernel = ConvolutionPath(direct3x3: false, pointwise: true)
+    public static let pointwiseKernel = ConvolutionPath(direct3x3: false, pointwise: true, winograd: false)
     /// `Direct3x3` forward and input gradient; the weight gradient through im2col and OpenBLAS.
-    public static let direct = ConvolutionPath(direct3x3: true, directWeightGradient: false, pointwise: true)
+    public static let direct = ConvolutionPath(direct3x3: true, directWeightGradient: false, pointwise: true, winograd: false)
     /// `Direct3x3` for the weight gradient too.
-    public static let directWeights = ConvolutionPath(direct3x3: true, directWeightGradient: true, pointwise: true)
-    /// `Winograd` forward and input gradient; the weight gradient as the rules have it.
-    public static let winogradKernel = ConvolutionPath(pointwise: true, winograd: true)
+    public static let directWeights = ConvolutionPath(direct3x3: true, directWeightGradient: true, pointwise: true, winograd: false)
+    /// `Winograd` forward and input gradient; the weight gradient through im2col and OpenBLAS.
+    public static let winogradKernel = ConvolutionPath(direct3x3: true, directWeightGradient: false, pointwise: true, winograd: true)
+    /// `Winograd` forward and input gradient, `Direct3x3` for the weight gradient.
+    public static let winogradDirectWeights = ConvolutionPath(direct3x3: true, directWeightGradient: true, pointwise: true, winograd: true)
 
     /// The paths by the names that logs, `bench --tune-convolutions` and checkpoints use; the
     /// order is the order in which the tuner tries them.
     public static let named: [(name: String, path: ConvolutionPath)] = [
         ("default", .rules), ("openblas", .openBLAS), ("pointwise", .pointwiseKernel), ("direct", .direct),
-        ("direct-weights", .directWeights), ("winograd", .winogradKernel),
+        ("direct-weights", .directWeights), ("winograd", .winogradKernel), ("winograd-weights", .winogradDirectWeights),
     ]
 
     public init?(name: String) {
@@ -87,7 +91,7 @@ extension Conv2d {
     /// through `Winograd` at planes of h x w.
     func usesWinograd(h: Int, w: Int) -> Bool {
         let cg = inChannels / groups, kg = outChannels / groups
-        return (path.winograd ?? false) && T.self == Float.self && kernel == 3 && stride == 1 && padding == 1
+        return (path.winograd ?? (cg >= 32 && kg >= 32)) && T.self == Float.self && kernel == 3 && stride == 1 && padding == 1
             && Winograd.applies(cin: cg, kout: kg, h: h, w: w) && Winograd.applies(cin: kg, kout: cg, h: h, w: w)
     }
 
