@@ -21,5 +21,6 @@ args=(--hostfile "$hostfile" -x "OPENBLAS_NUM_THREADS=$threads" --map-by "slot:P
 [ -z "$np" ] || args+=(-np "$np")
 [ -z "${RESNEXT_DATA:-}" ] || args+=(-x RESNEXT_DATA)
 if [ "$(id -u)" -eq 0 ]; then args+=(--allow-run-as-root); fi
+. "$here/launch/graceful.sh"
 # shellcheck disable=SC2086
-exec mpirun "${args[@]}" ${MPIRUN_ARGS:-} "$bin" train --threads "$threads" "$@"
+run_gracefully mpirun "${args[@]}" ${MPIRUN_ARGS:-} "$bin" train --threads "$threads" "$@"

@@ -15,5 +15,6 @@ args=(-np "$np" -x "OPENBLAS_NUM_THREADS=$threads")
 [ "$np" -le "$cores" ] || args+=(--oversubscribe)
 if [ "$threads" -gt 1 ]; then args+=(--map-by "slot:PE=$threads"); fi
 if [ "$(id -u)" -eq 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
+. "$here/launch/graceful.sh"
 # shellcheck disable=SC2086
-exec mpirun "${args[@]}" ${MPIRUN_ARGS:-} "$bin" train --threads "$threads" "$@"
+run_gracefully mpirun "${args[@]}" ${MPIRUN_ARGS:-} "$bin" train --threads "$threads" "$@"

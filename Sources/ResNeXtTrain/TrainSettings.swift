@@ -74,6 +74,16 @@ public struct TrainSettings: ParsableArguments, Encodable, Sendable {
             "Before the first step, time each distinct convolution on each of the engine's paths (own kernels or OpenBLAS) and keep the fastest where it beats the default by more than 5 %, as torch.backends.cudnn.benchmark. Checkpoints record the choice; --resume keeps it."
     )
     public var tuneConvolutions = false
+    @Option(
+        name: .customLong("checkpoint-minutes"),
+        help:
+            "Also write a checkpoint when this many minutes have passed since the last one, mid-epoch too (0: only at epoch ends and --checkpoint-steps)."
+    )
+    public var checkpointMinutes = 30.0
+    @Option(name: .customLong("checkpoint-steps"), help: "Also write a checkpoint every N optimizer steps.")
+    public var checkpointSteps: Int?
+    @Option(name: .customLong("keep-checkpoints"), help: "Checkpoints kept in --outdir (checkpoint-STEP.safetensors), newest first.")
+    public var keepCheckpoints = 2
 
     public init() {}
 
@@ -119,6 +129,11 @@ public struct TrainSettings: ParsableArguments, Encodable, Sendable {
         if let maxSteps, maxSteps < 1 { throw ResNeXtError("--max-steps must be at least 1 (got \(maxSteps))") }
         if let checkEvery, checkEvery < 1 { throw ResNeXtError("--check-every must be at least 1 (got \(checkEvery))") }
         guard threads >= 1 else { throw ResNeXtError("--threads must be at least 1") }
+        guard checkpointMinutes >= 0, checkpointMinutes.isFinite else {
+            throw ResNeXtError("--checkpoint-minutes must be 0 (off) or a positive number of minutes (got \(checkpointMinutes))")
+        }
+        if let checkpointSteps, checkpointSteps < 1 { throw ResNeXtError("--checkpoint-steps must be at least 1 (got \(checkpointSteps))") }
+        guard keepCheckpoints >= 1 else { throw ResNeXtError("--keep-checkpoints must be at least 1 (got \(keepCheckpoints))") }
         try Self.validateBucket(mebibytes: bucketMB)
         if initPath != nil && resumePath != nil { throw ResNeXtError("--init and --resume exclude each other: --resume restores the whole state") }
     }

@@ -34,6 +34,8 @@ public final class Trainer {
         let step: Int
         /// The convolution paths a resumed checkpoint recorded (nil: it did not tune them).
         let paths: String?
+        /// The epoch's running sums a mid-epoch checkpoint recorded.
+        let sums: Checkpoint.EpochSums
     }
 
     /// Settings, data, model, initial state: on every rank, agreed (a failure anywhere stops all).
@@ -53,10 +55,10 @@ public final class Trainer {
         }
         let perRank = s.batchSize / processes
         let net = try ResNeXt<Float>(s.model, maxBatch: perRank)
-        var step = 0, paths: String? = nil
+        var step = 0, paths: String? = nil, sums = Checkpoint.EpochSums()
         if let resume = s.resumePath {
-            let path = Checkpoint.resolve(resume)
-            (step, paths) = try Checkpoint.load(path, into: net)
+            let (path, restored) = try Checkpoint.resume(resume, into: net, warn: { self.log($0) })
+            (step, paths, sums) = (restored.step, restored.paths, restored.sums)
             log("resuming from \(path) at step \(step)")
         } else if let initPath = s.initPath {
             let file = try SafeTensorsFile(path: initPath)
@@ -66,10 +68,19 @@ public final class Trainer {
             net.initialize(seed: s.seed)
         }
         if comm.isRoot { try FileManager.default.createDirectory(atPath: s.outdir, withIntermediateDirectories: true) }
-        return Setup(data: data, order: order, perRank: perRank, net: net, step: step, paths: paths)
+        return Setup(data: data, order: order, perRank: perRank, net: net, step: step, paths: paths, sums: sums)
     }
 
-    public func run() throws {
+    /// How a run ended: every step done, or stopped by a signal after its checkpoint
+    /// (`StopSignal`; the command exits with `StopSignal.exitStatus`).
+    public enum Outcome: Equatable {
+        case finished
+        case stopped(step: Int)
+    }
+
+    @discardableResult
+    public func run() throws -> Outcome {
+        StopSignal.install()
         let s = settings
         let rank = comm.rank, processes = comm.size
         let setup = try comm.agree { try setUp() }
@@ -114,13 +125,25 @@ public final class Trainer {
         var labels = [Int32](repeating: 0, count: perRank)
         let runStart = Profile.now()
         let firstStep = step
-        var lastReport = runStart
+        var lastReport = runStart, lastCheckpoint = runStart
+        var resumedSums: Checkpoint.EpochSums? = step % stepsPerEpoch == 0 ? nil : setup.sums
+        var stopAfterEpoch = false
+        /// A checkpoint of the state after `step` (rank 0 writes it; the others go on).
+        func checkpoint(_ sums: Checkpoint.EpochSums) throws {
+            lastCheckpoint = Profile.now()
+            guard comm.isRoot else { return }
+            try Checkpoint.save(
+                net, step: step, settings: s, tunedPaths: tunedPaths, sums: step % stepsPerEpoch == 0 ? Checkpoint.EpochSums() : sums,
+                into: s.outdir, keep: s.keepCheckpoints)
+        }
 
         while step < lastStep {
             let epoch = step / stepsPerEpoch
             let permutation = order.permutation(epoch: epoch)
             let epochStart = Profile.now()
-            var lossSum = 0.0, correct = 0.0, steps = 0
+            let restored = resumedSums ?? Checkpoint.EpochSums()
+            resumedSums = nil
+            var lossSum = restored.loss, correct = restored.correct, steps = restored.steps
             var lr = schedule.rate(step: step)
             while step < lastStep && step / stepsPerEpoch == epoch {
                 let batch = step % stepsPerEpoch
@@ -134,13 +157,28 @@ public final class Trainer {
                     }
                 }
                 let sgd = SGD(learningRate: lr, momentum: s.momentum, weightDecay: s.weightDecay, nesterov: s.nesterov)
-                let (loss, right) = trainStep(net, images: images, labels: labels, n: perRank, optimizer: sgd, reducer: reducer)
+                let (loss, right, stopping) = trainStep(net, images: images, labels: labels, n: perRank, optimizer: sgd, reducer: reducer)
                 guard loss.isFinite else {
                     throw CollectiveError("loss is \(loss) at step \(step + 1) (epoch \(epoch + 1)): training diverged; lower --lr or check the data")
                 }
                 lossSum += loss; correct += right; steps += 1
                 step += 1
                 if let every = s.checkEvery, step % every == 0 { try checkReplicas(net, step: step) }
+                let sums = Checkpoint.EpochSums(loss: lossSum, correct: correct, steps: steps)
+                if stopping {
+                    // at the end of an epoch (or of the run) the epoch's row and checkpoint come first
+                    if step % stepsPerEpoch == 0 || step == lastStep {
+                        stopAfterEpoch = true
+                        break
+                    }
+                    try checkpoint(sums)
+                    logStop(step: step)
+                    comm.barrier()
+                    return .stopped(step: step)
+                }
+                let stepDue = s.checkpointSteps.map { step % $0 == 0 } ?? false
+                let timeDue = s.checkpointMinutes > 0 && Profile.now() - lastCheckpoint >= s.checkpointMinutes * 60
+                if (stepDue || (timeDue && comm.isRoot)) && step % stepsPerEpoch != 0 && step < lastStep { try checkpoint(sums) }
                 let now = Profile.now()
                 if now - lastReport >= s.progressSeconds {
                     lastReport = now
@@ -175,22 +213,35 @@ public final class Trainer {
                         ("LR", row.lr), ("images/s", row.imagesPerSecond),
                     ], step: row.epoch)
                 board?.flush()
-                try Checkpoint.save(net, step: step, settings: s, tunedPaths: tunedPaths, to: s.outdir + "/" + Checkpoint.fileName)
             }
+            try checkpoint(Checkpoint.EpochSums(loss: lossSum, correct: correct, steps: steps))
             comm.barrier()
+            if stopAfterEpoch && step < lastStep {
+                logStop(step: step)
+                return .stopped(step: step)
+            }
         }
         if comm.isRoot {
             try net.saveStateDict(to: s.outdir + "/model.safetensors")
             log("wrote \(s.outdir)/model.safetensors and \(s.outdir)/\(Checkpoint.fileName) at step \(step)")
         }
         comm.barrier()
+        return .finished
     }
 
-    /// One data-parallel step; returns this step's global mean loss and global correct count.
+    func logStop(step: Int) {
+        let signo = StopSignal.pending
+        log(
+            "stopped at step \(step) on \(signo != 0 ? StopSignal.name(signo) : "a signal to another rank"): checkpoint written to \(settings.outdir)/\(Checkpoint.name(step: step)); resume with --resume \(settings.outdir)"
+        )
+    }
+
+    /// One data-parallel step; returns this step's global mean loss, global correct count, and
+    /// whether any rank has been asked to stop (`StopSignal`), agreed in the same allreduce.
     func trainStep(
         _ net: ResNeXt<Float>, images: [Float], labels: [Int32], n: Int, optimizer: SGD,
         reducer: GradientReducer
-    ) -> (Double, Double) {
+    ) -> (Double, Double, Bool) {
         let result = images.withUnsafeBufferPointer { img in
             labels.withUnsafeBufferPointer { lab in
                 DataParallel.step(
@@ -198,9 +249,9 @@ public final class Trainer {
                     bnGroup: settings.bnGroup, optimizer: optimizer, reducer: reducer)
             }
         }
-        var sums = [result.loss, Double(result.correct)]
+        var sums = [result.loss, Double(result.correct), StopSignal.pending != 0 ? 1 : 0]
         comm.allreduceSum(&sums)
-        return (sums[0], sums[1])
+        return (sums[0], sums[1], sums[2] > 0)
     }
 
     /// Loss and accuracy over a split in evaluation mode; each image is evaluated once, on the

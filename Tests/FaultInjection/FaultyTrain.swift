@@ -22,7 +22,7 @@ struct FaultyTrain: ParsableCommand {
         let comm = FaultyCommunicator(makeCommunicator(), fault: fault)
         let trainer = Trainer(settings: settings, comm: comm) { FileHandleOutput.standardOutput.write($0 + "\n") }
         do {
-            try trainer.run()
+            _ = try trainer.run()
         } catch {
             fail(comm, error)
         }

@@ -121,6 +121,16 @@ public struct SafeTensorsFile {
         self.names = parsed.map(\.0)
     }
 
+    /// The bytes of a tensor as stored, and where they sit in the file.
+    public func withBytes<R>(of name: String, _ body: (UnsafeRawBufferPointer, Range<Int>) throws -> R) throws -> R {
+        let info = try info(name)
+        return try data.withUnsafeBytes { raw in
+            try body(
+                UnsafeRawBufferPointer(rebasing: raw[(dataStart + info.begin)..<(dataStart + info.end)]),
+                (dataStart + info.begin)..<(dataStart + info.end))
+        }
+    }
+
     public func info(_ name: String) throws -> Info {
         guard let info = tensors[name] else { throw ResNeXtError("\(path): tensor '\(name)' is missing") }
         return info
