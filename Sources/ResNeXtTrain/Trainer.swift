@@ -67,7 +67,13 @@ public final class Trainer {
         } else {
             net.initialize(seed: s.seed)
         }
-        if comm.isRoot { try FileManager.default.createDirectory(atPath: s.outdir, withIntermediateDirectories: true) }
+        if comm.isRoot {
+            try FileManager.default.createDirectory(atPath: s.outdir, withIntermediateDirectories: true)
+            // what a killed run was writing when it died (`writeAtomically`'s temporaries)
+            for name in (try? FileManager.default.contentsOfDirectory(atPath: s.outdir)) ?? [] where name.hasPrefix(".") && name.contains(".tmp-") {
+                unlink(s.outdir + "/" + name)
+            }
+        }
         return Setup(data: data, order: order, perRank: perRank, net: net, step: step, paths: paths, sums: sums)
     }
 
