@@ -28,9 +28,11 @@ import Testing
         return counts
     }
 
-    @Test func trainingStepAllocatesNothing() throws {
+    /// Base width 4 (the direct and row-lowered 3x3 paths, 2 channels per group) and 32 (32
+    /// channels per group: Winograd for stage 1's 3x3 layer).
+    @Test(arguments: [4, 32]) func trainingStepAllocatesNothing(baseChannels: Int) throws {
         setBLASThreads(1)
-        let net = try ResNeXt<Float>(ResNeXtConfig(depth: 11, cardinality: 2, baseChannels: 4), maxBatch: 8)
+        let net = try ResNeXt<Float>(ResNeXtConfig(depth: 11, cardinality: 2, baseChannels: baseChannels), maxBatch: 8)
         net.initialize(seed: 1)
         let sgd = SGD(learningRate: 0.01)
         let counts = Self.allocationsPerStep { img, lab in
