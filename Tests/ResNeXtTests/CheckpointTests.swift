@@ -155,8 +155,10 @@ import Testing
         #expect(step > 0 && step < 24000, "a mid-run checkpoint: step \(step)")
     }
 
-    /// Starts `executable` with stdout to `log` (stderr discarded), as root may run mpirun.
-    static func background(_ executable: String, _ arguments: [String], log: String, environment: [String: String] = [:]) throws -> Process {
+    /// Starts `executable` with stdout to `log` (stderr to `errors`, or discarded), as root may run mpirun.
+    static func background(
+        _ executable: String, _ arguments: [String], log: String, errors: String? = nil, environment: [String: String] = [:]
+    ) throws -> Process {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
@@ -166,9 +168,14 @@ import Testing
         env["OPENBLAS_NUM_THREADS"] = "1"
         for (k, v) in environment { env[k] = v }
         process.environment = env
-        FileManager.default.createFile(atPath: log, contents: nil)
+        _ = FileManager.default.createFile(atPath: log, contents: nil)
         process.standardOutput = FileHandle(forWritingAtPath: log)
-        process.standardError = FileHandle.nullDevice
+        if let errors {
+            _ = FileManager.default.createFile(atPath: errors, contents: nil)
+            process.standardError = FileHandle(forWritingAtPath: errors)
+        } else {
+            process.standardError = FileHandle.nullDevice
+        }
         // the child inherits this thread's signal mask, and the test runner's threads block
         // signals: unblocked, the script's traps can see SIGTERM
         var none = sigset_t(), old = sigset_t()
