@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
 # Training across nodes listed in a hostfile (see hostfiles/): one rank per slot.
-#   launch/cluster.sh --hostfile hostfiles/two-nodes -np 16 [--threads T] [resnext-ddp train options...]
+#   launch/cluster.sh --hostfile hostfiles/two-nodes -np 16 [--threads T] [--command train|bench] [resnext-ddp options...]
 # The binary and the data must be at the same paths on every node (a shared file system, or
 # copies); RESNEXT_DATA and OPENBLAS_NUM_THREADS are passed to the remote ranks with -x.
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 bin="${RESNEXT_DDP:-$here/.build/release/resnext-ddp}"
-hostfile="" np="" threads=1
+hostfile="" np="" threads=1 command=train
 while [ $# -gt 0 ]; do
     case "$1" in
         --hostfile) hostfile="$2"; shift 2 ;;
         -np) np="$2"; shift 2 ;;
         --threads) threads="$2"; shift 2 ;;
+        --command) command="$2"; shift 2 ;;
         *) break ;;
     esac
 done
@@ -23,4 +24,4 @@ args=(--hostfile "$hostfile" -x "OPENBLAS_NUM_THREADS=$threads" --map-by "slot:P
 if [ "$(id -u)" -eq 0 ]; then args+=(--allow-run-as-root); fi
 . "$here/launch/graceful.sh"
 # shellcheck disable=SC2086
-run_gracefully mpirun "${args[@]}" ${MPIRUN_ARGS:-} "$bin" train --threads "$threads" "$@"
+run_gracefully mpirun "${args[@]}" ${MPIRUN_ARGS:-} "$bin" "$command" --threads "$threads" "$@"

@@ -78,7 +78,7 @@ exec ip netns exec "\$ns" /bin/sh -c "\$*"
 EOF
 chmod +x "$work/netns-rsh"
 echo "simulated cluster: $nodes node(s) x $per rank(s), links of $rate${delay:+ and $delay} each way, $subnet.0/24 (hostfile $work/hostfile)"
-export MPIRUN_ARGS="${MPIRUN_ARGS:-} --mca plm_rsh_agent $work/netns-rsh --mca plm_rsh_no_tree_spawn 1 --mca btl tcp,self --mca btl_tcp_if_include $subnet.0/24 --mca oob_tcp_if_include $subnet.0/24"
+export MPIRUN_ARGS="${MPIRUN_ARGS:-} --mca plm_rsh_agent $work/netns-rsh --mca plm_rsh_no_tree_spawn 1 --mca routed direct --mca btl tcp,self --mca btl_tcp_if_include $subnet.0/24 --mca oob_tcp_if_include $subnet.0/24"
 status=0
 "$here/launch/cluster.sh" --hostfile "$work/hostfile" -np $(( nodes * per )) "$@" || status=$?
 exit "$status"
