@@ -28,6 +28,15 @@ enum CLI {
         var output: String { stdout + stderr }
     }
 
+    /// The test's environment for a child: one OpenBLAS thread, `adding` on top, `unset` removed.
+    static func environment(adding: [String: String] = [:], unset: [String] = []) -> [String: String] {
+        var env = ProcessInfo.processInfo.environment
+        env["OPENBLAS_NUM_THREADS"] = "1"
+        for (k, v) in adding { env[k] = v }
+        for k in unset { env[k] = nil }
+        return env
+    }
+
     /// Runs a command line, reading both pipes to the end before waiting (a full pipe deadlocks).
     /// `environment` is added to the test's own; the variables in `unset` are removed from it.
     static func run(
@@ -37,11 +46,7 @@ enum CLI {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
-        var env = ProcessInfo.processInfo.environment
-        env["OPENBLAS_NUM_THREADS"] = "1"
-        for (k, v) in environment { env[k] = v }
-        for k in unset { env[k] = nil }
-        process.environment = env
+        process.environment = Self.environment(adding: environment, unset: unset)
         let out = Pipe(), err = Pipe()
         process.standardOutput = out
         process.standardError = err
@@ -99,13 +104,14 @@ enum SyntheticCIFAR {
 /// more ranks than cores need --oversubscribe). Every run is bounded by `timeout`, so a rank left
 /// hanging fails the test instead of stalling the suite.
 enum MPI {
+    /// What Open MPI needs to start as root.
+    static let asRoot = ["OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"]
+
     static func run(
         _ np: Int, _ arguments: [String], environment: [String: String] = [:], unset: [String] = [],
         program: String = CLI.executable, seconds: Int = 180
     ) throws -> CLI.Result {
-        var env = environment
-        env["OMPI_ALLOW_RUN_AS_ROOT"] = "1"
-        env["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
+        var env = environment.merging(asRoot) { _, root in root }
         env["OMPI_MCA_rmaps_base_oversubscribe"] = "1"
         return try CLI.run(
             ["timeout", "\(seconds)", "mpirun", "-np", "\(np)", "--oversubscribe", program] + arguments,
@@ -119,10 +125,6 @@ enum MPI {
             if i > 0 { args.append(":") }
             args += ["-np", "1", CLI.executable] + a
         }
-        return try CLI.run(
-            args, executable: "/usr/bin/env",
-            environment: [
-                "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
-            ])
+        return try CLI.run(args, executable: "/usr/bin/env", environment: asRoot)
     }
 }

@@ -162,12 +162,7 @@ import Testing
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
-        var env = ProcessInfo.processInfo.environment
-        env["OMPI_ALLOW_RUN_AS_ROOT"] = "1"
-        env["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
-        env["OPENBLAS_NUM_THREADS"] = "1"
-        for (k, v) in environment { env[k] = v }
-        process.environment = env
+        process.environment = CLI.environment(adding: MPI.asRoot.merging(environment) { _, given in given })
         _ = FileManager.default.createFile(atPath: log, contents: nil)
         process.standardOutput = FileHandle(forWritingAtPath: log)
         if let errors {
