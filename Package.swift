@@ -81,9 +81,18 @@ let package = Package(
             dependencies: ["ResNeXtTrain", "ResNeXtMPI", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Tests/FaultInjection"
         ),
+        // Tests only: the MPI communicator's bfloat16 sum against exact sums, under mpirun.
+        .executableTarget(
+            name: "resnext-ddp-collectives",
+            dependencies: ["ResNeXt", "ResNeXtTrain", "ResNeXtMPI"],
+            path: "Tests/CollectiveCheck"
+        ),
         .testTarget(
             name: "ResNeXtTests",
-            dependencies: ["ResNeXt", "ResNeXtTrain", "ResNeXtMPI", "ResNeXtBench", "resnext-ddp", "resnext-ddp-faults", "AllocCounter"],
+            dependencies: [
+                "ResNeXt", "ResNeXtTrain", "ResNeXtMPI", "ResNeXtBench", "resnext-ddp", "resnext-ddp-faults", "resnext-ddp-collectives",
+                "AllocCounter",
+            ],
             exclude: ["Data"]
         ),
     ]

@@ -15,6 +15,8 @@ public struct BenchReport: Encodable {
     public var gflops, sgemmGflopsPerProcess, stepShareOfSgemm: Double
     public var sgemmSamples: Int
     public var sgemmMin, sgemmMax, stepShareOfAdjacentSgemm, peakMibPerProcess: Double
+    /// What the gradients crossed the network as (--grad-dtype), and their MiB per step.
+    public var gradDtype = GradientPrecision.fp32, gradientMib = 0.0
     /// With --path: every convolution's path (`ResNeXt.convolutionPaths`).
     public var paths: String? = nil
     /// With --tune-convolutions (or --alternate tuned).
@@ -36,6 +38,10 @@ public struct BenchReport: Encodable {
         self.sgemmGflopsPerProcess = rounded(sgemmGflopsPerProcess, 1); self.stepShareOfSgemm = rounded(stepShareOfSgemm, 3)
         self.sgemmSamples = sgemmSamples; self.sgemmMin = rounded(sgemmMin, 1); self.sgemmMax = rounded(sgemmMax, 1)
         self.stepShareOfAdjacentSgemm = rounded(stepShareOfAdjacentSgemm, 3); self.peakMibPerProcess = rounded(peakMibPerProcess, 0)
+    }
+
+    public mutating func addGradients(_ dtype: GradientPrecision, mebibytes: Double) {
+        gradDtype = dtype; gradientMib = rounded(mebibytes, 2)
     }
 
     public mutating func addTuning(paths: String, seconds: Double) {

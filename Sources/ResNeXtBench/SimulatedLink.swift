@@ -26,8 +26,15 @@ public final class SimulatedLink: Communicator {
 
     public func startAllreduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) {
         inner.startAllreduceSum(buffer, count: count)
-        idleAt = max(Profile.now(), idleAt) + Double(count * 4) / bytesPerSecond
+        occupy(bytes: count * 4)
     }
+
+    public func startAllreduceSumBFloat16(_ buffer: UnsafeMutablePointer<UInt16>, count: Int) {
+        inner.startAllreduceSumBFloat16(buffer, count: count)
+        occupy(bytes: count * 2)
+    }
+
+    private func occupy(bytes: Int) { idleAt = max(Profile.now(), idleAt) + Double(bytes) / bytesPerSecond }
 
     public func waitAll() {
         inner.waitAll()

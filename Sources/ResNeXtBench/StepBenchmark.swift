@@ -11,14 +11,16 @@ public struct StepBenchmark {
     public let batchSize, bnGroup, steps: Int
     public let seed: UInt64
     public let bucketMB: Double
+    public let precision: GradientPrecision
     public let alternation: Alternation?
     /// Profile the timed steps by kind of work (`Profile`), and with `byLayer` by layer too.
     public let profile: Bool, byLayer: Bool
 
     public init(
         net: ResNeXt<Float>, comm: Communicator, batchSize: Int, bnGroup: Int, steps: Int, seed: UInt64,
-        bucketMB: Double, alternation: Alternation?, profile: Bool, byLayer: Bool
+        bucketMB: Double, precision: GradientPrecision = .fp32, alternation: Alternation?, profile: Bool, byLayer: Bool
     ) {
+        self.precision = precision
         self.net = net; self.comm = comm; self.batchSize = batchSize; self.bnGroup = bnGroup; self.steps = steps
         self.seed = seed; self.bucketMB = bucketMB; self.alternation = alternation; self.profile = profile || byLayer
         self.byLayer = byLayer
@@ -42,7 +44,8 @@ public struct StepBenchmark {
         let images = (0..<(perRank * 3 * 32 * 32)).map { _ in Float(rng.nextNormal()) }
         let labels = (0..<perRank).map { _ in Int32(rng.nextInt(below: 10)) }
         let sgd = SGD(learningRate: 0.01)
-        let reducer = GradientReducer(comm: comm, store: net.store, bucketFloats: GradientReducer.floats(mebibytes: bucketMB))
+        let reducer = GradientReducer(
+            comm: comm, store: net.store, bucketFloats: GradientReducer.floats(mebibytes: bucketMB), precision: precision)
         let probe = SGEMMProbe()
         var timings = Timings()
         timings.warmUps = alternation == nil ? 1 : 2

@@ -34,6 +34,10 @@ public final class MPICommunicator: Communicator {
         check(mpi_shim_iallreduce_float_sum(buffer, count), "MPI_Iallreduce of \(count) floats")
     }
 
+    public func startAllreduceSumBFloat16(_ buffer: UnsafeMutablePointer<UInt16>, count: Int) {
+        check(mpi_shim_iallreduce_bf16_sum(buffer, count), "MPI_Iallreduce of \(count) bfloat16 values")
+    }
+
     public func progress() -> Bool {
         var done: Int32 = 0
         check(mpi_shim_test_all(&done), "MPI_Testall")

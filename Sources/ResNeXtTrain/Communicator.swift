@@ -14,6 +14,9 @@ public protocol Communicator: AnyObject {
     /// Starts an in-place sum over all ranks and returns at once; the buffer must not be touched
     /// until `waitAll`. Every rank starts the same reductions in the same order.
     func startAllreduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int)
+    /// The same for bfloat16 values (their bits, `roundToBFloat16`): each partial sum is rounded
+    /// to the nearest bfloat16, so every rank gets the same bits.
+    func startAllreduceSumBFloat16(_ buffer: UnsafeMutablePointer<UInt16>, count: Int)
     /// Lets the started reductions advance; true when all of them have completed.
     func progress() -> Bool
     /// Waits until every started reduction has completed.
@@ -41,6 +44,7 @@ public final class SingleProcess: Communicator {
     public func allreduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) {}
     public func allreduceSum(_ values: inout [Double]) {}
     public func startAllreduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) {}
+    public func startAllreduceSumBFloat16(_ buffer: UnsafeMutablePointer<UInt16>, count: Int) {}
     public func progress() -> Bool { true }
     public func waitAll() {}
     public func broadcast(_ buffer: UnsafeMutableRawPointer, bytes: Int, root: Int) {}

@@ -68,6 +68,12 @@ public struct TrainSettings: ParsableArguments, Encodable, Sendable {
             "Gradient allreduce bucket in MiB, reduced while the backward pass goes on (as DDP's bucket_cap_mb); 0: one allreduce after the backward pass."
     )
     public var bucketMB = TrainSettings.defaultBucketMebibytes
+    @Option(
+        name: .customLong("grad-dtype"),
+        help:
+            "What the gradients cross the network as: fp32, or bf16 (half the bytes: each bucket rounded to bfloat16 and summed in it, as DDP's bf16_compress_hook; the update stays float32)."
+    )
+    public var gradDtype = GradientPrecision.fp32
     @Flag(
         name: .customLong("tune-convolutions"),
         help:
@@ -151,6 +157,7 @@ public struct TrainSettings: ParsableArguments, Encodable, Sendable {
 }
 
 extension LearningRateSchedule.Kind: ExpressibleByArgument {}
+extension GradientPrecision: ExpressibleByArgument {}
 
 // A parsed option encodes as its value: what lets the options themselves be the JSON record.
 // swift-format-ignore: AvoidRetroactiveConformances

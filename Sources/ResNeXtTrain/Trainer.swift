@@ -124,7 +124,8 @@ public final class Trainer {
             "\(processes) process(es) x \(perRank) images = batch \(s.batchSize); \(perRank / s.bnGroup) BN group(s) of \(s.bnGroup) per process; lr \(s.targetLR) (\(s.lr == nil ? "base-lr \(s.baseLR) x \(s.batchSize)/128" : "--lr")), \(s.schedule.rawValue)\(s.warmupEpochs > 0 ? ", warm-up \(s.warmupEpochs) epochs from \(s.baseLR)" : ""); \(stepsPerEpoch) steps per epoch, \(s.epochs) epochs"
         )
 
-        let reducer = GradientReducer(comm: comm, store: net.store, bucketFloats: GradientReducer.floats(mebibytes: s.bucketMB))
+        let reducer = GradientReducer(
+            comm: comm, store: net.store, bucketFloats: GradientReducer.floats(mebibytes: s.bucketMB), precision: s.gradDtype)
         let pipeline = ImagePipeline(augment: s.augment, seed: s.seed)
         let imageFloats = 3 * 32 * 32
         var images = [Float](repeating: 0, count: perRank * imageFloats)

@@ -24,6 +24,8 @@ struct Bench: ParsableCommand {
     @Option(
         name: .customLong("bucket-mb"), help: "Gradient allreduce bucket in MiB, reduced while the backward pass goes on; 0: one allreduce after it.")
     var bucketMB = TrainSettings.defaultBucketMebibytes
+    @Option(name: .customLong("grad-dtype"), help: "What the gradients cross the network as: fp32, or bf16 (half the bytes).")
+    var gradDtype = GradientPrecision.fp32
     @Option(
         name: .customLong("simulate-network"),
         help:
@@ -115,7 +117,7 @@ struct Bench: ParsableCommand {
         }
         let bench = StepBenchmark(
             net: net, comm: comm, batchSize: batchSize, bnGroup: bnGroup, steps: steps, seed: seed,
-            bucketMB: bucketMB, alternation: alternate, profile: profile, byLayer: layers)
+            bucketMB: bucketMB, precision: gradDtype, alternation: alternate, profile: profile, byLayer: layers)
         let t = bench.run()
         let median = t.medianStep, sgemm = t.medianSGEMM
         let imagesPerSecond = Double(batchSize) / median
@@ -136,6 +138,7 @@ struct Bench: ParsableCommand {
                 allreduceMs: t.medianCommunication * 1000, bucketMb: bucketMB, buckets: t.buckets, simulatedGbps: simulateNetwork,
                 gflops: gflops, sgemmGflopsPerProcess: sgemm, stepShareOfSgemm: share, sgemmSamples: t.sgemm.count,
                 sgemmMin: t.sgemm.min()!, sgemmMax: t.sgemm.max()!, stepShareOfAdjacentSgemm: adjacentShare, peakMibPerProcess: peak)
+            report.addGradients(gradDtype, mebibytes: gradientMebibytes(net))
             if path != nil { report.paths = net.convolutionPaths }
             if let tuning { report.addTuning(paths: net.convolutionPaths, seconds: tuning.seconds) }
             if let alternate {
@@ -154,6 +157,9 @@ struct Bench: ParsableCommand {
         }
     }
 
+    /// The bytes of one step's gradient allreduce, in MiB.
+    func gradientMebibytes(_ net: ResNeXt<Float>) -> Double { Double(net.store.grads.count * gradDtype.bytes) / 1_048_576 }
+
     func printText(
         _ t: StepBenchmark.Timings, net: ResNeXt<Float>, comm: Communicator,
         tuning: (choices: [ConvolutionTuner.Choice], seconds: Double)?, peak: Double, share: Double, adjacentShares: [Double]
@@ -167,8 +173,9 @@ struct Bench: ParsableCommand {
         print(
             String(
                 format:
-                    "median of %d steps: %.1f ms/step (waiting for allreduce %.2f ms), %.2f images/s, %.1f GFLOP/s effective, peak memory %.0f MiB per process",
-                t.steps.count, median * 1000, t.medianCommunication * 1000, imagesPerSecond, gflops, peak))
+                    "median of %d steps: %.1f ms/step (waiting for allreduce %.2f ms; %.1f MiB of %@ gradients in %d bucket(s)), %.2f images/s, %.1f GFLOP/s effective, peak memory %.0f MiB per process",
+                t.steps.count, median * 1000, t.medianCommunication * 1000, gradientMebibytes(net), gradDtype.rawValue, t.buckets,
+                imagesPerSecond, gflops, peak))
         print(
             String(
                 format:

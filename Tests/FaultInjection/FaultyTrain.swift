@@ -71,6 +71,10 @@ final class FaultyCommunicator: Communicator {
         inner.startAllreduceSum(buffer, count: count)
     }
 
+    func startAllreduceSumBFloat16(_ buffer: UnsafeMutablePointer<UInt16>, count: Int) {
+        inner.startAllreduceSumBFloat16(buffer, count: count)
+    }
+
     func waitAll() {
         inner.waitAll()
         steps += 1

@@ -48,16 +48,17 @@ import Testing
     }
 
     /// The data-parallel step as `train` and `bench` run it (bucketed reduction, a process group
-    /// of one) allocates nothing either.
-    @Test(arguments: [0, 300]) func dataParallelStepAllocatesNothing(bucketFloats: Int) throws {
+    /// of one) allocates nothing either, with float32 or bfloat16 gradients on the wire.
+    @Test(arguments: [0, 300], GradientPrecision.allCases)
+    func dataParallelStepAllocatesNothing(bucketFloats: Int, precision: GradientPrecision) throws {
         setBLASThreads(1)
         let net = try ResNeXt<Float>(ResNeXtConfig(depth: 11, cardinality: 2, baseChannels: 4), maxBatch: 8)
         net.initialize(seed: 1)
-        let reducer = GradientReducer(comm: SingleProcess(), store: net.store, bucketFloats: bucketFloats)
+        let reducer = GradientReducer(comm: SingleProcess(), store: net.store, bucketFloats: bucketFloats, precision: precision)
         let sgd = SGD(learningRate: 0.01)
         let counts = Self.allocationsPerStep { img, lab in
             DataParallel.step(net, images: img, labels: lab, n: 8, globalBatch: 8, bnGroup: 4, optimizer: sgd, reducer: reducer)
         }
-        #expect(counts == [0, 0, 0], "allocations per step after warm-up: \(counts)")
+        #expect(counts == [0, 0, 0], "\(precision): allocations per step after warm-up: \(counts)")
     }
 }

@@ -18,6 +18,11 @@ final class RecordingCommunicator: Communicator {
     func startAllreduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) {
         started.append((buffer - base!, Array(UnsafeBufferPointer(start: buffer, count: count))))
     }
+    /// bfloat16 buckets: where they start (in the reducer's own buffer) and their bits then.
+    var startedBFloat16: [(start: UnsafeMutablePointer<UInt16>, bits: [UInt16])] = []
+    func startAllreduceSumBFloat16(_ buffer: UnsafeMutablePointer<UInt16>, count: Int) {
+        startedBFloat16.append((buffer, Array(UnsafeBufferPointer(start: buffer, count: count))))
+    }
     func progress() -> Bool { true }
     func waitAll() { waits += 1 }
     func broadcast(_ buffer: UnsafeMutableRawPointer, bytes: Int, root: Int) {}
@@ -66,6 +71,50 @@ final class RecordingCommunicator: Communicator {
             if bucketFloats == 300 { #expect(comm.started.count > 3) }
         }
         #expect(comm.waits == 2)
+    }
+
+    /// With `--grad-dtype bf16` the buckets tile the gradients as with float32 and each carries
+    /// exactly the float32 run's final gradients rounded to bfloat16 (ties to even), so each was
+    /// started when final; after the step the gradients are those values widened, in one process
+    /// too (the update sees what P ranks would send).
+    @Test(arguments: [0, 300]) func bfloat16BucketsCarryTheFinalGradientsRounded(bucketFloats: Int) throws {
+        var rng = SplitMix64(seed: 9)
+        let images = (0..<(4 * 3 * 32 * 32)).map { _ in Float(rng.nextNormal()) }
+        let labels: [Int32] = [1, 7, 3, 0]
+        func step(_ precision: GradientPrecision) throws -> (grads: [Float], comm: RecordingCommunicator, reducer: GradientReducer) {
+            let net = try ResNeXt<Float>(ResNeXtConfig(depth: 11, cardinality: 2, baseChannels: 4), maxBatch: 4)
+            net.initialize(seed: 5)
+            let comm = RecordingCommunicator()
+            comm.base = net.store.grads.base
+            let reducer = GradientReducer(comm: comm, store: net.store, bucketFloats: bucketFloats, precision: precision)
+            images.withUnsafeBufferPointer { img in
+                labels.withUnsafeBufferPointer { lab in
+                    _ = DataParallel.step(
+                        net, images: img.baseAddress!, labels: lab.baseAddress!, n: 4, globalBatch: 4,
+                        bnGroup: 2, optimizer: SGD(learningRate: 0.1), reducer: reducer)
+                }
+            }
+            return (net.store.grads.toArray(), comm, reducer)
+        }
+        let exact = try step(.fp32).grads
+        let (grads, comm, reducer) = try step(.bf16)
+        #expect(comm.started.isEmpty && reducer.buckets == comm.startedBFloat16.count)
+        // contiguous from the end of the reducer's buffer to its start, covering every gradient
+        let buckets = comm.startedBFloat16
+        #expect(buckets.map(\.bits.count).reduce(0, +) == exact.count, "the buckets do not cover the gradients once")
+        for i in buckets.indices.dropFirst() {
+            #expect(buckets[i].start + buckets[i].bits.count == buckets[i - 1].start, "bucket \(i) does not end where bucket \(i - 1) starts")
+        }
+        var end = exact.count
+        for (i, bucket) in buckets.enumerated() {
+            let offset = end - bucket.bits.count
+            let want = exact[offset..<end].map(referenceBFloat16)
+            #expect(bucket.bits == want, "bucket \(i) at \(offset) is not the final gradients rounded to bfloat16")
+            end = offset
+        }
+        if bucketFloats == 300 { #expect(comm.startedBFloat16.count > 3) }
+        #expect(grads == exact.map { Float(bitPattern: UInt32(referenceBFloat16($0)) << 16) })
+        #expect(grads != exact)
     }
 
     /// Started without a launcher, a process is a group of one and does not initialise MPI.

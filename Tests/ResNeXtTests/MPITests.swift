@@ -251,4 +251,41 @@ import Testing
         #expect((buckets ?? 0) > 1, "bench reported \(String(describing: buckets)) buckets: \(r.stdout)")
     }
 
+    /// The communicator's bfloat16 sum (the C shim's MPI_Op) under real mpirun: with 2 ranks
+    /// exactly bfloat16(a + b); with 3 and 4 within (P - 1) roundings of the exact sum; the same
+    /// bits on every rank; small and large buffers (`resnext-ddp-collectives`).
+    @Test func bfloat16SumIsExactForTwoRanksAndBoundedForMore() throws {
+        for p in [2, 3, 4] {
+            let r = try MPI.run(p, [], program: CLI.built("resnext-ddp-collectives"))
+            #expect(r.status == 0, "P=\(p): \(r.output)")
+            #expect(r.stdout.components(separatedBy: "ok").count - 1 == 5, "P=\(p): \(r.stdout)")
+        }
+    }
+
+    /// `--grad-dtype bf16` trains: after one step with 2 processes the parameters and momentum are
+    /// within bfloat16's rounding of the float32 run's but not equal to them, and config.json
+    /// records it. Without weight decay the momentum is the reduced gradient: each rank's gradient
+    /// rounded, then their sum, each rounding at most 2^-8 of its value, so relative L2 about 2^-7
+    /// at most (where the ranks' gradients cancel an element can move further, but the large ones
+    /// dominate the norm; measured 3.6e-3 on the Zen 4).
+    @Test func bfloat16GradientsStayWithinTheirRoundingOfFloat32() throws {
+        let data = try SyntheticCIFAR.folder(train: [("data_batch_1.bin", 32)], test: 8)
+        let args =
+            ["train"] + Self.tiny + [
+                "--epochs", "1", "--batch-size", "16", "--bn-group", "4", "--max-steps", "1", "--weight-decay", "0", "--data-dir", data,
+            ]
+        var models: [String] = []
+        for dtype in ["fp32", "bf16"] {
+            let out = try temporaryDirectory()
+            let r = try MPI.run(2, args + ["--outdir", out, "--grad-dtype", dtype])
+            #expect(r.status == 0, "--grad-dtype \(dtype): \(r.output)")
+            let config = try String(contentsOfFile: out + "/config.json", encoding: .utf8)
+            #expect(config.contains("\"grad_dtype\" : \"\(dtype)\""), "\(config)")
+            models.append(out + "/checkpoint.safetensors")
+        }
+        let (worst, name) = try worstDifference(models[1], models[0])
+        #expect(worst > 0 && worst < 0x1p-7, "bf16 against fp32 after one step: \(name) differs by \(worst)")
+        let bad = try CLI.run(["train", "--grad-dtype", "fp16", "--data-dir", data])
+        #expect(bad.status != 0 && bad.stderr.contains("--grad-dtype"), "\(bad.output)")
+    }
 }

@@ -4,6 +4,7 @@
 #define MPI_SHIM_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /// MPI_Init (idempotent). Returns 0 or an MPI error code.
 int mpi_shim_init(void);
@@ -17,6 +18,9 @@ int mpi_shim_allreduce_float_sum(float *buffer, size_t count);
 int mpi_shim_allreduce_double_sum(double *buffer, size_t count);
 /// Starts an in-place sum of `count` floats (MPI_Iallreduce, chunked) without waiting for it.
 int mpi_shim_iallreduce_float_sum(float *buffer, size_t count);
+/// Starts an in-place sum of `count` bfloat16 values (their bits), each partial sum rounded to
+/// the nearest bfloat16 (ties to even).
+int mpi_shim_iallreduce_bf16_sum(uint16_t *buffer, size_t count);
 /// Lets the started reductions advance (MPI_Testall); *done = 1 when all have completed.
 int mpi_shim_test_all(int *done);
 /// Waits for every started reduction (MPI_Waitall).
