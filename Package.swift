@@ -59,7 +59,12 @@ let package = Package(
             name: "ResNeXtBench",
             dependencies: ["ResNeXt", "ResNeXtTrain"]
         ),
-        // The command line: train, eval, bench, download.
+        // What `report` draws and tabulates from run folders: curves (SVG), summary over seeds.
+        .target(
+            name: "ResNeXtReport",
+            dependencies: ["ResNeXt", "ResNeXtTrain"]
+        ),
+        // The command line: train, eval, bench, report, download.
         .executableTarget(
             name: "resnext-ddp",
             dependencies: [
@@ -67,8 +72,16 @@ let package = Package(
                 "ResNeXtTrain",
                 "ResNeXtMPI",
                 "ResNeXtBench",
+                "ResNeXtReport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
+        ),
+        // Tests only: zlib, to decode the PNG that rsvg-convert renders of report's curves.
+        .systemLibrary(
+            name: "CZlib",
+            path: "Tests/CZlib",
+            pkgConfig: "zlib",
+            providers: [.apt(["zlib1g-dev"])]
         ),
         // Tests only: counts the heap allocations of a thread (interposes malloc in the test runner).
         .target(
@@ -90,7 +103,8 @@ let package = Package(
         .testTarget(
             name: "ResNeXtTests",
             dependencies: [
-                "ResNeXt", "ResNeXtTrain", "ResNeXtMPI", "ResNeXtBench", "resnext-ddp", "resnext-ddp-faults", "resnext-ddp-collectives",
+                "ResNeXt", "ResNeXtTrain", "ResNeXtMPI", "ResNeXtBench", "ResNeXtReport", "CZlib", "resnext-ddp", "resnext-ddp-faults",
+                "resnext-ddp-collectives",
                 "AllocCounter",
             ],
             exclude: ["Data"]

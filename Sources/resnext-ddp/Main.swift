@@ -7,7 +7,7 @@ struct ResNeXtDDP: ParsableCommand {
         commandName: "resnext-ddp",
         abstract: "Data-parallel ResNeXt-29 training on CIFAR-10 (Swift over OpenBLAS and MPI).",
         version: resnextDDPVersion,
-        subcommands: [Train.self, Eval.self, Bench.self, Download.self]
+        subcommands: [Train.self, Eval.self, Bench.self, Report.self, Download.self]
     )
 
     /// Chooses OpenBLAS's kernels (possibly restarting the process) before the command runs.

@@ -125,7 +125,7 @@ let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().de
             char *(*real)(void) = (char *(*)(void))dlsym(RTLD_NEXT, "openblas_get_corename");
             return real();
         }
-        """.write(toFile: source, atomically: true, encoding: .utf8)
+        """.write(toFile: source, atomically: false, encoding: .utf8)
         let cc = try CLI.run(["-shared", "-fPIC", "-O2", source, "-o", library], executable: try clangPath())
         try #require(cc.status == 0, "\(cc.output)")
 
@@ -166,7 +166,7 @@ let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().de
 
     static func build(march: String, clang: String) throws -> String {
         let dir = try temporaryDirectory()
-        try "#include <stdio.h>\nint main(void) { puts(\"ran\"); return 0; }\n".write(toFile: dir + "/main.c", atomically: true, encoding: .utf8)
+        try "#include <stdio.h>\nint main(void) { puts(\"ran\"); return 0; }\n".write(toFile: dir + "/main.c", atomically: false, encoding: .utf8)
         let c = try CLI.run(
             [
                 "-O2", "-march=\(march)", "-DRESNEXT_BUILD_CPU=\(march)", "-I", packageRoot + "/Sources/HostCPU/include",

@@ -4,11 +4,19 @@ import Testing
 
 let testDataDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Data").path
 
+/// A new folder for one test, inside this test process's own folder, which is removed when the
+/// process exits (so runs of the suite leave nothing in the temporary folder).
 func temporaryDirectory() throws -> String {
-    let dir = NSTemporaryDirectory() + "resnext-tests-" + UUID().uuidString
+    let dir = testFolder + "/" + UUID().uuidString
     try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
     return dir
 }
+
+let testFolder: String = {
+    let root = NSTemporaryDirectory() + "resnext-tests-\(getpid())"
+    atexit { _ = try? FileManager.default.removeItem(atPath: NSTemporaryDirectory() + "resnext-tests-\(getpid())") }
+    return root
+}()
 
 @Suite struct StateDictTests {
     /// A file written by `safetensors.torch.save_file(model.state_dict(), path)` from the PyTorch
