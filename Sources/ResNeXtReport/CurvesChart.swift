@@ -68,7 +68,7 @@ public struct CurvesChart {
             "<rect x=\"0\" y=\"0\" width=\"\(Self.width)\" height=\"\(Self.height)\" fill=\"#ffffff\"/>",
         ]
         let runs = groups.flatMap(\.runs)
-        let xMax = Double(max(1, runs.map { max($0.epochsPlanned, $0.epochsDone) }.max() ?? 1))
+        let xMax = max(1, runs.map { max(Double($0.epochsPlanned), $0.epochsDone) }.max() ?? 1)
         let (w, h) = (Double(Self.width) / 2, Double(Self.height) / 2)
         out += panel(.loss, Frame(x: 0, y: 0, width: w, height: h, xMax: xMax, yMin: 0, yMax: top(runs, .loss), logY: false))
         out += panel(.error, Frame(x: w, y: 0, width: w, height: h, xMax: xMax, yMin: 0, yMax: min(100, top(runs, .error)), logY: false))
@@ -150,9 +150,9 @@ public struct CurvesChart {
             let colour = Self.palette[g % Self.palette.count]
             for (r, run) in group.runs.enumerated() where !run.rows.isEmpty {
                 let rows = run.rows.filter { q.values($0).train.isFinite && (!f.logY || q.values($0).train > 0) }
-                let train = rows.map { (f.px(Double($0.epoch)), f.py(q.values($0).train)) }
+                let train = rows.map { (f.px(run.epochs(at: $0)), f.py(q.values($0).train)) }
                 out.append(polyline(train, colour: colour, dashed: q != .learningRate))
-                let test = run.rows.compactMap { row in q.values(row).test.flatMap { $0.isFinite ? (f.px(Double(row.epoch)), f.py($0)) : nil } }
+                let test = run.rows.compactMap { row in q.values(row).test.flatMap { $0.isFinite ? (f.px(run.epochs(at: row)), f.py($0)) : nil } }
                 if !test.isEmpty { out.append(polyline(test, colour: colour, dashed: false)) }
                 let marked = test.isEmpty ? train : test
                 let every = max(1, marked.count / 12)
@@ -181,7 +181,7 @@ public struct CurvesChart {
             row += 22
             for (r, run) in group.runs.enumerated() where row < y + height {
                 out.append(Self.marker(r, x: x + 17, y: row - 4, colour: colour))
-                var text = "seed \(run.seed): \(run.epochsDone)/\(run.epochsPlanned) epochs"
+                var text = "seed \(run.seed): \(Summary.epochs(run.epochsDone))/\(run.epochsPlanned) epochs"
                 if let last = run.rows.last { text += String(format: ", test error %.2f %%", 100 * (1 - last.testAccuracy)) }
                 out.append("<text x=\"\(x + 42)\" y=\"\(row)\">\(Self.escape(text)) — \(Self.escape(run.folder))</text>")
                 row += 20

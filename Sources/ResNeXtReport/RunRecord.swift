@@ -9,6 +9,9 @@ public struct RunRecord {
     /// config.json's "model" ("ResNeXt-29 2x8d") and "processes".
     public let model: String
     public let processes: Int
+    /// Optimizer steps per epoch (config.json), to count a partial last epoch (--max-steps, a
+    /// checkpoint taken mid-epoch) as the fraction it is.
+    public let stepsPerEpoch: Int
     /// config.json's "settings", as written (snake-case keys).
     public let settings: [String: Any]
     public let rows: [EpochMetrics]
@@ -26,8 +29,17 @@ public struct RunRecord {
 
     public var seed: Int { (settings["seed"] as? NSNumber)?.intValue ?? 0 }
     public var epochsPlanned: Int { (settings["epochs"] as? NSNumber)?.intValue ?? 0 }
-    public var epochsDone: Int { rows.last?.epoch ?? 0 }
-    public var isComplete: Bool { epochsDone >= epochsPlanned }
+    /// Where a row sits on the epoch axis: its step over the steps per epoch (its epoch number at
+    /// an epoch's end).
+    public func epochs(at row: EpochMetrics) -> Double {
+        stepsPerEpoch > 0 ? Double(row.step) / Double(stepsPerEpoch) : Double(row.epoch)
+    }
+
+    /// Epochs trained: the last row's step over the steps per epoch (2.5 after two and a half).
+    public var epochsDone: Double {
+        rows.last.map(epochs(at:)) ?? 0
+    }
+    public var isComplete: Bool { epochsDone >= Double(epochsPlanned) }
 
     /// The settings that define the configuration, as sorted JSON: equal for seeds of one setup.
     public var configurationKey: String {
@@ -68,6 +80,7 @@ public struct RunRecord {
         self.settings = settings
         self.model = model
         processes = (config["processes"] as? NSNumber)?.intValue ?? 1
+        stepsPerEpoch = (config["steps_per_epoch"] as? NSNumber)?.intValue ?? 0
         rows = try Self.readMetrics(folder + "/metrics.jsonl")
     }
 

@@ -23,7 +23,7 @@ public struct ConfigurationSummary: Encodable {
     public let runs: Int
     public let seeds: [Int]
     public let folders: [String]
-    public let epochsDone: [Int]
+    public let epochsDone: [Double]
     public let epochsPlanned: Int
     /// Test error (%) at each run's last epoch, and over the runs: mean, sample standard deviation
     /// (n - 1; null for one run), min, max.
@@ -106,8 +106,9 @@ public struct Summary: Encodable {
         ]
         let rows = configurations.map { c -> [String] in
             let seeds = c.seeds.map(String.init).joined(separator: ", ")
-            let epochs = Set(c.epochsDone).count == 1 ? "\(c.epochsDone[0])" : c.epochsDone.map(String.init).joined(separator: ", ")
-            let running = c.epochsDone.contains { $0 < c.epochsPlanned } ? " (not finished)" : ""
+            let done = c.epochsDone.map(Self.epochs)
+            let epochs = Set(done).count == 1 ? done[0] : done.joined(separator: ", ")
+            let running = c.epochsDone.contains { $0 < Double(c.epochsPlanned) } ? " (not finished)" : ""
             let final =
                 c.finalTestErrorMean.map { mean in
                     c.finalTestErrorStd.map { String(format: "%.2f ± %.2f", mean, $0) } ?? String(format: "%.2f", mean)
@@ -135,6 +136,9 @@ public struct Summary: Encodable {
 
     static let legend =
         "Test error = 100 - test accuracy at each run's last epoch; ± is the sample standard deviation over seeds (n - 1). images/s: median over the epochs of all runs. Published figures are for the full schedule (300 epochs); they are set beside runs of the same model whatever their schedule."
+
+    /// Whole epochs as integers, a partial one to two decimals.
+    static func epochs(_ e: Double) -> String { e == e.rounded() ? String(Int(e)) : String(format: "%.2f", e) }
 
     static func hours(_ h: Double) -> String {
         let minutes = Int((h * 60).rounded())

@@ -186,4 +186,35 @@ struct DecodedPNG {
         #expect(r.status == 1 && r.stderr.contains("\(run)/metrics.jsonl line 2: not a metrics row (not JSON)"), "\(r.output)")
         #expect(r.stderr.split(separator: "\n").count == 1)
     }
+
+    /// launch/reproduce.sh rehearsed: two of its runs through their first steps (a tiny model,
+    /// --max-steps, 2 processes), then the same command again with more steps resumes each from
+    /// its checkpoint; the report covers both seeds. Its mistakes are refused in one line.
+    @Test func reproduceScriptRunsResumesAndReports() throws {
+        let data = try SyntheticCIFAR.folder(train: [("data_batch_1.bin", 64)], test: 16)
+        let runs = try temporaryDirectory()
+        let script = LayoutTests.root.appendingPathComponent("launch/reproduce.sh").path
+        func rehearse(_ steps: Int) throws -> CLI.Result {
+            try CLI.run(
+                [
+                    script, "-np", "2", "--runs", runs, "--only", "29-4x64d-seed1,29-4x64d-seed2", "--", "--depth", "11", "--cardinality", "2",
+                    "--base-channels", "2", "--batch-size", "16", "--bn-group", "8", "--max-steps", "\(steps)", "--data-dir", data,
+                ], executable: "/bin/bash", environment: ["RESNEXT_DDP": CLI.executable])
+        }
+        var r = try rehearse(2)
+        #expect(r.status == 0 && !r.output.contains("resuming"), "\(r.output)")
+        r = try rehearse(6)
+        #expect(r.status == 0, "\(r.output)")
+        for seed in [1, 2] {
+            let folder = "\(runs)/29-4x64d-seed\(seed)"
+            #expect(r.stdout.contains("resuming from \(folder)/checkpoint-00000002.safetensors at step 2"), "\(r.output)")
+            let lines = try String(contentsOfFile: folder + "/metrics.jsonl", encoding: .utf8).split(separator: "\n")
+            #expect(lines.count == 2 && lines.last!.contains("\"step\":6"), "\(lines)")
+        }
+        let summary = try String(contentsOfFile: runs + "/report/summary.json", encoding: .utf8)
+        let configs = (try JSONSerialization.jsonObject(with: Data(summary.utf8)) as! [String: Any])["configurations"] as! [[String: Any]]
+        #expect(configs.count == 1 && configs[0]["seeds"] as? [Int] == [1, 2] && configs[0]["epochs_done"] as? [Double] == [1.5, 1.5], "\(summary)")
+        r = try CLI.run([script, "--only", "29-2x8d-seed1"], executable: "/bin/bash")
+        #expect(r.status == 2 && r.stderr.hasPrefix("launch/reproduce.sh: --only 29-2x8d-seed1: not a run here"), "\(r.output)")
+    }
 }
