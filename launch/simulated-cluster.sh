@@ -78,7 +78,14 @@ exec ip netns exec "\$ns" /bin/sh -c "\$*"
 EOF
 chmod +x "$work/netns-rsh"
 echo "simulated cluster: $nodes node(s) x $per rank(s), links of $rate${delay:+ and $delay} each way, $subnet.0/24 (hostfile $work/hostfile)"
-export MPIRUN_ARGS="${MPIRUN_ARGS:-} --mca plm_rsh_agent $work/netns-rsh --mca plm_rsh_no_tree_spawn 1 --mca routed direct --mca btl tcp,self --mca btl_tcp_if_include $subnet.0/24 --mca oob_tcp_if_include $subnet.0/24"
+# mpi_yield_when_idle: a rank waiting for a message yields its core. All "nodes" share this
+# machine's cores, and the kernel moves their packets (veth, bridge) in softirqs that a rank
+# spinning on every core delays by a scheduler tick: 35 ms per small allreduce on 2 cores, 5 ms
+# with yielding. Real nodes have their own cores for this, so yielding is closer to them.
+# --bind-to none (after cluster.sh's --bind-to core): each node's daemon would bind its first rank
+# to core 0, the same core for every node (the nodes share this machine's cores): half speed at
+# 2 nodes on 2 cores. Unbound, the kernel spreads them.
+export MPIRUN_ARGS="${MPIRUN_ARGS:-} --bind-to none --mca mpi_yield_when_idle 1 --mca plm_rsh_agent $work/netns-rsh --mca plm_rsh_no_tree_spawn 1 --mca routed direct --mca btl tcp,self --mca btl_tcp_if_include $subnet.0/24 --mca oob_tcp_if_include $subnet.0/24"
 status=0
 "$here/launch/cluster.sh" --hostfile "$work/hostfile" -np $(( nodes * per )) "$@" || status=$?
 exit "$status"
