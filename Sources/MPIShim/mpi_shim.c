@@ -3,6 +3,7 @@
 #include <limits.h>
 #include <mpi.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 // bfloat16 sum, for MPI_Op_create: both operands widened to float (exact), added, rounded to the
@@ -35,6 +36,12 @@ int mpi_shim_init(void) {
     int initialized = 0;
     MPI_Initialized(&initialized);
     if (initialized) return MPI_SUCCESS;
+    // Open MPI's nonblocking allreduce (libnbc) takes a binomial tree for every in-place call,
+    // whatever its size: the whole buffer up to rank 0 and back down, 2 log2(P) x the bytes in a
+    // row, where a ring sends 2 (P - 1) / P x the bytes, every link busy at once (2 nodes at
+    // 1 Gbit/s: 85 -> 46 ms for 4.2 MiB). The gradients are reduced in place, so ask for the
+    // ring, unless the user chose (mpirun --mca, or the variable set).
+    setenv("OMPI_MCA_coll_libnbc_iallreduce_algorithm", "1", 0);
     int rc = MPI_Init(NULL, NULL);
     if (rc != MPI_SUCCESS) return rc;
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);

@@ -35,9 +35,10 @@ public struct ConfigurationSummary: Encodable {
     /// Each run's lowest test error (%) and its epoch.
     public let bestTestErrors: [Double]
     public let bestEpochs: [Int]
-    /// Median of the epochs' images/s over all runs; wall time per run (sum of its epochs' seconds).
+    /// Median of the epochs' images/s over all runs; each run's training time: the sum of its
+    /// epochs' seconds (the steps; evaluation and checkpoints add a few per cent).
     public let imagesPerS: Double?
-    public let wallHoursPerRun: [Double]
+    public let trainingHoursPerRun: [Double]
     public let processes: [Int]
     public let published: PublishedResult?
 }
@@ -94,7 +95,7 @@ public struct Summary: Encodable {
             finalTestErrorMean: mean, finalTestErrorStd: std, finalTestErrorMin: finals.min(), finalTestErrorMax: finals.max(),
             bestTestErrors: bests.map { 100 * (1 - $0.testAccuracy) }, bestEpochs: bests.map(\.epoch),
             imagesPerS: rates.isEmpty ? nil : rates[rates.count / 2],
-            wallHoursPerRun: runs.map { $0.rows.map(\.seconds).reduce(0, +) / 3600 }, processes: runs.map(\.processes),
+            trainingHoursPerRun: runs.map { $0.rows.map(\.seconds).reduce(0, +) / 3600 }, processes: runs.map(\.processes),
             published: PublishedResult.known[modelKey])
     }
 
@@ -102,7 +103,7 @@ public struct Summary: Encodable {
     public var table: (header: [String], rows: [[String]]) {
         let header = [
             "configuration", "runs (seeds)", "epochs done / planned", "final test error (%) mean ± std", "min / max",
-            "best test error (%) @ epoch", "images/s", "wall time per run", "published test error (%)",
+            "best test error (%) @ epoch", "images/s", "training time per run", "published test error (%)",
         ]
         let rows = configurations.map { c -> [String] in
             let seeds = c.seeds.map(String.init).joined(separator: ", ")
@@ -117,7 +118,7 @@ public struct Summary: Encodable {
             let best = zip(c.bestTestErrors, c.bestEpochs).map { String(format: "%.2f @ %d", $0, $1) }.joined(separator: ", ")
             return [
                 c.label, "\(c.runs) (\(seeds))", "\(epochs) / \(c.epochsPlanned)\(running)", final, range, best.isEmpty ? "-" : best,
-                c.imagesPerS.map { String(format: "%.0f", $0) } ?? "-", c.wallHoursPerRun.map(Self.hours).joined(separator: ", "),
+                c.imagesPerS.map { String(format: "%.0f", $0) } ?? "-", c.trainingHoursPerRun.map(Self.hours).joined(separator: ", "),
                 c.published.map { String(format: "%.2f, %@", $0.testErrorPercent, $0.source) } ?? "-",
             ]
         }
@@ -135,7 +136,7 @@ public struct Summary: Encodable {
     }
 
     static let legend =
-        "Test error = 100 - test accuracy at each run's last epoch; ± is the sample standard deviation over seeds (n - 1). images/s: median over the epochs of all runs. Published figures are for the full schedule (300 epochs); they are set beside runs of the same model whatever their schedule."
+        "Test error = 100 - test accuracy at each run's last epoch; ± is the sample standard deviation over seeds (n - 1). images/s: median over the epochs of all runs; training time: the sum of a run's epoch times (evaluation and checkpoints add a few per cent). Published figures are for the full schedule (300 epochs); they are set beside runs of the same model whatever their schedule."
 
     /// Whole epochs as integers, a partial one to two decimals.
     static func epochs(_ e: Double) -> String { e == e.rounded() ? String(Int(e)) : String(format: "%.2f", e) }
