@@ -22,7 +22,6 @@ public struct CurvesChart {
         let x, y, width, height: Double
         let xMax: Double
         let yMin, yMax: Double
-        let logY: Bool
         var left: Double { x + 74 }
         var right: Double { x + width - 24 }
         var top: Double { y + 40 }
@@ -30,8 +29,7 @@ public struct CurvesChart {
 
         func px(_ epoch: Double) -> Double { left + (right - left) * epoch / xMax }
         func py(_ v: Double) -> Double {
-            let t = logY ? (log10(v) - log10(yMin)) / (log10(yMax) - log10(yMin)) : (v - yMin) / (yMax - yMin)
-            return bottom - (bottom - top) * t
+            bottom - (bottom - top) * (v - yMin) / (yMax - yMin)
         }
     }
 
@@ -48,7 +46,7 @@ public struct CurvesChart {
             switch self {
             case .loss: return "loss (nats per image)"
             case .error: return "error (%)"
-            case .learningRate: return "learning rate (log scale)"
+            case .learningRate: return "learning rate"
             }
         }
         /// (test or nil, train) of a row.
@@ -70,11 +68,9 @@ public struct CurvesChart {
         let runs = groups.flatMap(\.runs)
         let xMax = max(1, runs.map { max(Double($0.epochsPlanned), $0.epochsDone) }.max() ?? 1)
         let (w, h) = (Double(Self.width) / 2, Double(Self.height) / 2)
-        out += panel(.loss, Frame(x: 0, y: 0, width: w, height: h, xMax: xMax, yMin: 0, yMax: top(runs, .loss), logY: false))
-        out += panel(.error, Frame(x: w, y: 0, width: w, height: h, xMax: xMax, yMin: 0, yMax: min(100, top(runs, .error)), logY: false))
-        let rates = runs.flatMap { $0.rows.map(\.lr) }.filter { $0 > 0 }
-        let lrMin = pow(10, floor(log10(rates.min() ?? 0.001))), lrMax = pow(10, ceil(log10(rates.max() ?? 0.1)))
-        out += panel(.learningRate, Frame(x: 0, y: h, width: w, height: h, xMax: xMax, yMin: lrMin, yMax: max(lrMax, lrMin * 10), logY: true))
+        out += panel(.loss, Frame(x: 0, y: 0, width: w, height: h, xMax: xMax, yMin: 0, yMax: top(runs, .loss)))
+        out += panel(.error, Frame(x: w, y: 0, width: w, height: h, xMax: xMax, yMin: 0, yMax: min(100, top(runs, .error))))
+        out += panel(.learningRate, Frame(x: 0, y: h, width: w, height: h, xMax: xMax, yMin: 0, yMax: top(runs, .learningRate)))
         out += legend(x: w + 24, y: h + 20, width: w - 48, height: h - 40)
         out.append("</svg>")
         return out.joined(separator: "\n") + "\n"
@@ -121,19 +117,11 @@ public struct CurvesChart {
             t += xStep
         }
         var yTicks: [Double] = []
-        if f.logY {
-            // each decade, with 2 and 5 in it while there are at most three decades
-            let decades = Int((log10(f.yMax) - log10(f.yMin)).rounded())
-            var v = f.yMin
-            while v <= f.yMax * 1.0001 {
-                yTicks.append(v)
-                if decades <= 3 && v * 2 < f.yMax { yTicks += [v * 2, v * 5] }
-                v *= 10
-            }
-        } else {
-            let step = Self.tickStep(f.yMax - f.yMin)
-            var v = f.yMin
-            while v <= f.yMax + step * 1e-9 { yTicks.append(v); v += step }
+        let yStep = Self.tickStep(f.yMax - f.yMin)
+        var v = f.yMin
+        while v <= f.yMax + yStep * 1e-9 {
+            yTicks.append(v)
+            v += yStep
         }
         for v in yTicks {
             let y = f.py(v)
@@ -149,7 +137,7 @@ public struct CurvesChart {
         for (g, group) in groups.enumerated() {
             let colour = Self.palette[g % Self.palette.count]
             for (r, run) in group.runs.enumerated() where !run.rows.isEmpty {
-                let rows = run.rows.filter { q.values($0).train.isFinite && (!f.logY || q.values($0).train > 0) }
+                let rows = run.rows.filter { q.values($0).train.isFinite }
                 let train = rows.map { (f.px(run.epochs(at: $0)), f.py(q.values($0).train)) }
                 out.append(polyline(train, colour: colour, dashed: q != .learningRate))
                 let test = run.rows.compactMap { row in q.values(row).test.flatMap { $0.isFinite ? (f.px(run.epochs(at: row)), f.py($0)) : nil } }

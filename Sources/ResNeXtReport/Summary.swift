@@ -25,8 +25,11 @@ public struct ConfigurationSummary: Encodable {
     public let folders: [String]
     public let epochsDone: [Double]
     public let epochsPlanned: Int
-    /// Test error (%) at each run's last epoch, and over the runs: mean, sample standard deviation
-    /// (n - 1; null for one run), min, max.
+    /// The epoch the runs are compared at: the last epoch every run has reached (the planned last
+    /// epoch once all have finished), so that a run still going is not averaged with finished ones.
+    public let comparedAtEpoch: Int?
+    /// Test error (%) of each run at that epoch, and over the runs: mean, sample standard
+    /// deviation (n - 1; null for one run), min, max.
     public let finalTestErrors: [Double]
     public let finalTestErrorMean: Double?
     public let finalTestErrorStd: Double?
@@ -82,7 +85,8 @@ public struct Summary: Encodable {
 
     static func summarize(_ runs: [RunRecord], label: String) -> ConfigurationSummary {
         let done = runs.filter { !$0.rows.isEmpty }
-        let finals = done.map { 100 * (1 - $0.rows.last!.testAccuracy) }
+        let common = done.map { $0.rows.last!.epoch }.min()
+        let finals = done.compactMap { run in run.rows.last { $0.epoch <= common! }.map { 100 * (1 - $0.testAccuracy) } }
         let bests = done.map { run in run.rows.min { $0.testAccuracy > $1.testAccuracy }! }
         let mean = finals.isEmpty ? nil : finals.reduce(0, +) / Double(finals.count)
         let std = finals.count < 2 ? nil : (finals.map { ($0 - mean!) * ($0 - mean!) }.reduce(0, +) / Double(finals.count - 1)).squareRoot()
@@ -91,7 +95,7 @@ public struct Summary: Encodable {
         let modelKey = "\(first.setting("depth")) \(first.setting("cardinality"))x\(first.setting("base_channels"))"
         return ConfigurationSummary(
             label: label, model: first.model, runs: runs.count, seeds: runs.map(\.seed), folders: runs.map(\.folder),
-            epochsDone: runs.map(\.epochsDone), epochsPlanned: first.epochsPlanned, finalTestErrors: finals,
+            epochsDone: runs.map(\.epochsDone), epochsPlanned: first.epochsPlanned, comparedAtEpoch: common, finalTestErrors: finals,
             finalTestErrorMean: mean, finalTestErrorStd: std, finalTestErrorMin: finals.min(), finalTestErrorMax: finals.max(),
             bestTestErrors: bests.map { 100 * (1 - $0.testAccuracy) }, bestEpochs: bests.map(\.epoch),
             imagesPerS: rates.isEmpty ? nil : rates[rates.count / 2],
@@ -102,7 +106,7 @@ public struct Summary: Encodable {
     /// The table: a header and one row per configuration, as text cells.
     public var table: (header: [String], rows: [[String]]) {
         let header = [
-            "configuration", "runs (seeds)", "epochs done / planned", "final test error (%) mean ± std", "min / max",
+            "configuration", "runs (seeds)", "epochs done / planned", "test error (%) at the end, mean ± std", "min / max",
             "best test error (%) @ epoch", "images/s", "training time per run", "published test error (%)",
         ]
         let rows = configurations.map { c -> [String] in
@@ -112,7 +116,8 @@ public struct Summary: Encodable {
             let running = c.epochsDone.contains { $0 < Double(c.epochsPlanned) } ? " (not finished)" : ""
             let final =
                 c.finalTestErrorMean.map { mean in
-                    c.finalTestErrorStd.map { String(format: "%.2f ± %.2f", mean, $0) } ?? String(format: "%.2f", mean)
+                    (c.finalTestErrorStd.map { String(format: "%.2f ± %.2f", mean, $0) } ?? String(format: "%.2f", mean))
+                        + (c.comparedAtEpoch.map { $0 < c.epochsPlanned ? " (at epoch \($0), the last all runs reached)" : "" } ?? "")
                 } ?? "-"
             let range = c.finalTestErrorMin.map { String(format: "%.2f / %.2f", $0, c.finalTestErrorMax!) } ?? "-"
             let best = zip(c.bestTestErrors, c.bestEpochs).map { String(format: "%.2f @ %d", $0, $1) }.joined(separator: ", ")
@@ -136,7 +141,7 @@ public struct Summary: Encodable {
     }
 
     static let legend =
-        "Test error = 100 - test accuracy at each run's last epoch; ± is the sample standard deviation over seeds (n - 1). images/s: median over the epochs of all runs; training time: the sum of a run's epoch times (evaluation and checkpoints add a few per cent). Published figures are for the full schedule (300 epochs); they are set beside runs of the same model whatever their schedule."
+        "Test error = 100 - test accuracy at the last epoch, or, while runs are going, at the last epoch all of a row's runs have reached; ± is the sample standard deviation over seeds (n - 1). images/s: median over the epochs of all runs; training time: the sum of a run's epoch times (evaluation and checkpoints add a few per cent). Published figures are for the full schedule (300 epochs); they are set beside runs of the same model whatever their schedule."
 
     /// Whole epochs as integers, a partial one to two decimals.
     static func epochs(_ e: Double) -> String { e == e.rounded() ? String(Int(e)) : String(format: "%.2f", e) }

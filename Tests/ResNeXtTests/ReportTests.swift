@@ -141,7 +141,7 @@ struct DecodedPNG {
 
         // rendered by librsvg: the declared size, not blank, each configuration's colour drawn
         let svg = try String(contentsOfFile: out + "/curves.svg", encoding: .utf8)
-        for label in ["epoch", "error (%)", "loss (nats per image)", "learning rate (log scale)", "seed 2: 3/3 epochs"] {
+        for label in ["epoch", "error (%)", "loss (nats per image)", "learning rate", "seed 2: 3/3 epochs"] {
             #expect(svg.contains(label), "curves.svg lacks \(label)")
         }
         let png = out + "/curves.png"
@@ -155,6 +155,28 @@ struct DecodedPNG {
             #expect(image.count(colour) > 200, "\(colour): \(image.count(colour)) pixels")
         }
         #expect(image.count(CurvesChart.palette[3]) == 0)
+    }
+
+    /// While a seed is still going, its configuration's runs are compared at the last epoch all
+    /// of them reached, not each at its own last epoch.
+    @Test func runsStillGoingAreComparedAtACommonEpoch() throws {
+        let folders = try Self.runs()
+        let data = try SyntheticCIFAR.folder(train: [("data_batch_1.bin", 48)], test: 16)
+        let going = try temporaryDirectory()
+        let t = try CLI.run(["train"] + Self.tiny + ["--epochs", "3", "--seed", "4", "--max-steps", "6", "--data-dir", data, "--outdir", going])
+        #expect(t.status == 0, "\(t.output)")
+        let r = try CLI.run(["report", folders[0], folders[1], going, "--out", try temporaryDirectory(), "--json"])
+        #expect(r.status == 0, "\(r.output)")
+        let config = ((try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as! [String: Any])["configurations"] as! [[String: Any]])[0]
+        #expect(config["compared_at_epoch"] as? Int == 2 && config["epochs_done"] as? [Double] == [3, 3, 2], "\(config)")
+        var atTwo: [Double] = []
+        for folder in [folders[0], folders[1], going] {
+            let lines = try String(contentsOfFile: folder + "/metrics.jsonl", encoding: .utf8).split(separator: "\n")
+            let row = try JSONSerialization.jsonObject(with: Data(lines[1].utf8)) as! [String: Any]
+            atTwo.append(100 * (1 - (row["test_accuracy"] as! Double)))
+        }
+        let errors = config["final_test_errors"] as! [Double]
+        #expect(zip(errors, atTwo).allSatisfy { abs($0 - $1) < 1e-9 }, "\(errors) against \(atTwo)")
     }
 
     /// A model with a published figure gets it beside its row, marked with its source.
