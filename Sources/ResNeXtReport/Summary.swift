@@ -123,7 +123,8 @@ public struct Summary: Encodable {
             let best = zip(c.bestTestErrors, c.bestEpochs).map { String(format: "%.2f @ %d", $0, $1) }.joined(separator: ", ")
             return [
                 c.label, "\(c.runs) (\(seeds))", "\(epochs) / \(c.epochsPlanned)\(running)", final, range, best.isEmpty ? "-" : best,
-                c.imagesPerS.map { String(format: "%.0f", $0) } ?? "-", c.trainingHoursPerRun.map(Self.hours).joined(separator: ", "),
+                c.imagesPerS.map { String(format: "%.0f", $0) } ?? "-",
+                c.trainingHoursPerRun.map { formatDuration($0 * 3600) }.joined(separator: ", "),
                 c.published.map { String(format: "%.2f, %@", $0.testErrorPercent, $0.source) } ?? "-",
             ]
         }
@@ -145,11 +146,6 @@ public struct Summary: Encodable {
 
     /// Whole epochs as integers, a partial one to two decimals.
     static func epochs(_ e: Double) -> String { e == e.rounded() ? String(Int(e)) : String(format: "%.2f", e) }
-
-    static func hours(_ h: Double) -> String {
-        let minutes = Int((h * 60).rounded())
-        return minutes >= 60 ? String(format: "%dh%02dm", minutes / 60, minutes % 60) : "\(minutes)m"
-    }
 
     public func json() throws -> String { try snakeCaseJSON(self, pretty: true) }
 }

@@ -63,7 +63,8 @@ public final class MetricsLog {
     }
 }
 
-func formatDuration(_ seconds: Double) -> String {
+/// A duration as the progress lines and reports print it: "5s", "3m05s", "2h07m".
+public func formatDuration(_ seconds: Double) -> String {
     guard seconds.isFinite, seconds >= 0 else { return "?" }
     let s = Int(seconds.rounded())
     if s >= 3600 { return String(format: "%dh%02dm", s / 3600, (s % 3600) / 60) }

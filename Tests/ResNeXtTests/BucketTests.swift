@@ -32,30 +32,44 @@ final class RecordingCommunicator: Communicator {
 }
 
 @Suite struct BucketTests {
+    /// The model both bucket tests step (ResNeXt-11 2x4d, seeded), and its batch: four random
+    /// images in two BN groups.
+    static func net() throws -> ResNeXt<Float> {
+        let net = try ResNeXt<Float>(ResNeXtConfig(depth: 11, cardinality: 2, baseChannels: 4), maxBatch: 4)
+        net.initialize(seed: 5)
+        return net
+    }
+
+    static let images: [Float] = {
+        var rng = SplitMix64(seed: 9)
+        return (0..<(4 * 3 * 32 * 32)).map { _ in Float(rng.nextNormal()) }
+    }()
+
+    static func step(_ net: ResNeXt<Float>, _ reducer: GradientReducer) {
+        let labels: [Int32] = [1, 7, 3, 0]
+        images.withUnsafeBufferPointer { img in
+            labels.withUnsafeBufferPointer { lab in
+                _ = DataParallel.step(
+                    net, images: img.baseAddress!, labels: lab.baseAddress!, n: 4, globalBatch: 4,
+                    bnGroup: 2, optimizer: SGD(learningRate: 0.1), reducer: reducer)
+            }
+        }
+    }
+
     /// Buckets tile the gradient buffer from its end to its start, each at least the bucket size
     /// (but the last), and each is started only when its gradients are final: what the
     /// communicator saw at start equals the gradients after the whole backward pass. Through
     /// bench's `SimulatedLink` (at a rate that adds no wait) the communicator sees the same.
     @Test(arguments: [0, 300, 5_000, 1 << 30], [false, true])
     func bucketsTileTheGradientsAndStartWhenFinal(bucketFloats: Int, simulatedLink: Bool) throws {
-        let net = try ResNeXt<Float>(ResNeXtConfig(depth: 11, cardinality: 2, baseChannels: 4), maxBatch: 4)
-        net.initialize(seed: 5)
+        let net = try Self.net()
         let comm = RecordingCommunicator()
         comm.base = net.store.grads.base
         let link: Communicator = simulatedLink ? SimulatedLink(comm, bytesPerSecond: 1e15) : comm
         let reducer = GradientReducer(comm: link, store: net.store, bucketFloats: bucketFloats)
-        var rng = SplitMix64(seed: 9)
-        let images = (0..<(4 * 3 * 32 * 32)).map { _ in Float(rng.nextNormal()) }
-        let labels: [Int32] = [1, 7, 3, 0]
         for step in 1...2 {
             comm.started = []
-            images.withUnsafeBufferPointer { img in
-                labels.withUnsafeBufferPointer { lab in
-                    _ = DataParallel.step(
-                        net, images: img.baseAddress!, labels: lab.baseAddress!, n: 4, globalBatch: 4,
-                        bnGroup: 2, optimizer: SGD(learningRate: 0.1), reducer: reducer)
-                }
-            }
+            Self.step(net, reducer)
             let count = net.store.grads.count
             var end = count
             for (i, bucket) in comm.started.enumerated() {
@@ -78,22 +92,12 @@ final class RecordingCommunicator: Communicator {
     /// started when final; after the step the gradients are those values widened, in one process
     /// too (the update sees what P ranks would send).
     @Test(arguments: [0, 300]) func bfloat16BucketsCarryTheFinalGradientsRounded(bucketFloats: Int) throws {
-        var rng = SplitMix64(seed: 9)
-        let images = (0..<(4 * 3 * 32 * 32)).map { _ in Float(rng.nextNormal()) }
-        let labels: [Int32] = [1, 7, 3, 0]
         func step(_ precision: GradientPrecision) throws -> (grads: [Float], comm: RecordingCommunicator, reducer: GradientReducer) {
-            let net = try ResNeXt<Float>(ResNeXtConfig(depth: 11, cardinality: 2, baseChannels: 4), maxBatch: 4)
-            net.initialize(seed: 5)
+            let net = try Self.net()
             let comm = RecordingCommunicator()
             comm.base = net.store.grads.base
             let reducer = GradientReducer(comm: comm, store: net.store, bucketFloats: bucketFloats, precision: precision)
-            images.withUnsafeBufferPointer { img in
-                labels.withUnsafeBufferPointer { lab in
-                    _ = DataParallel.step(
-                        net, images: img.baseAddress!, labels: lab.baseAddress!, n: 4, globalBatch: 4,
-                        bnGroup: 2, optimizer: SGD(learningRate: 0.1), reducer: reducer)
-                }
-            }
+            Self.step(net, reducer)
             return (net.store.grads.toArray(), comm, reducer)
         }
         let exact = try step(.fp32).grads

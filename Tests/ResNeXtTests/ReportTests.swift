@@ -102,10 +102,18 @@ struct DecodedPNG {
         return folders
     }
 
+    /// metrics.jsonl's rows as plain JSON objects, read here without the trainer's types.
+    static func metricsRows(_ folder: String) throws -> [[String: Any]] {
+        try String(contentsOfFile: folder + "/metrics.jsonl", encoding: .utf8).split(separator: "\n").map {
+            try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any]
+        }
+    }
+
+    static func testError(_ row: [String: Any]) -> Double { 100 * (1 - (row["test_accuracy"] as! Double)) }
+
     static func finalError(_ folder: String) throws -> (error: Double, epochs: Int) {
-        let lines = try String(contentsOfFile: folder + "/metrics.jsonl", encoding: .utf8).split(separator: "\n")
-        let last = try JSONSerialization.jsonObject(with: Data(lines.last!.utf8)) as! [String: Any]
-        return (100 * (1 - (last["test_accuracy"] as! Double)), last["epoch"] as! Int)
+        let last = try metricsRows(folder).last!
+        return (testError(last), last["epoch"] as! Int)
     }
 
     @Test func tableAndCurvesOverSeedsAndConfigurations() throws {
@@ -169,12 +177,7 @@ struct DecodedPNG {
         #expect(r.status == 0, "\(r.output)")
         let config = ((try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as! [String: Any])["configurations"] as! [[String: Any]])[0]
         #expect(config["compared_at_epoch"] as? Int == 2 && config["epochs_done"] as? [Double] == [3, 3, 2], "\(config)")
-        var atTwo: [Double] = []
-        for folder in [folders[0], folders[1], going] {
-            let lines = try String(contentsOfFile: folder + "/metrics.jsonl", encoding: .utf8).split(separator: "\n")
-            let row = try JSONSerialization.jsonObject(with: Data(lines[1].utf8)) as! [String: Any]
-            atTwo.append(100 * (1 - (row["test_accuracy"] as! Double)))
-        }
+        let atTwo = try [folders[0], folders[1], going].map { Self.testError(try Self.metricsRows($0)[1]) }
         let errors = config["final_test_errors"] as! [Double]
         #expect(zip(errors, atTwo).allSatisfy { abs($0 - $1) < 1e-9 }, "\(errors) against \(atTwo)")
     }
@@ -230,8 +233,8 @@ struct DecodedPNG {
         for seed in [1, 2] {
             let folder = "\(runs)/29-4x64d-seed\(seed)"
             #expect(r.stdout.contains("resuming from \(folder)/checkpoint-00000002.safetensors at step 2"), "\(r.output)")
-            let lines = try String(contentsOfFile: folder + "/metrics.jsonl", encoding: .utf8).split(separator: "\n")
-            #expect(lines.count == 2 && lines.last!.contains("\"step\":6"), "\(lines)")
+            let rows = try Self.metricsRows(folder)
+            #expect(rows.count == 2 && rows.last!["step"] as? Int == 6, "\(rows)")
         }
         let summary = try String(contentsOfFile: runs + "/report/summary.json", encoding: .utf8)
         let configs = (try JSONSerialization.jsonObject(with: Data(summary.utf8)) as! [String: Any])["configurations"] as! [[String: Any]]
